@@ -1,0 +1,40 @@
+"""airflow-provider-locusts: swarms of small shell tasks, run from Airflow."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict:
+    """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-provider-locusts",
+        "name": "Locusts",
+        "description": "Run swarms of many small, independent shell tasks locally or on SLURM over SSH.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Locusts",
+                "external-doc-url": "https://pypi.org/project/airflow-provider-locusts/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Locusts",
+                "python-modules": ["airflow_provider_locusts.operators.swarm"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Locusts",
+                "python-modules": ["airflow_provider_locusts.hooks.locusts"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Locusts",
+                "python-modules": ["airflow_provider_locusts.triggers.swarm"],
+            }
+        ],
+    }

@@ -1,0 +1,205 @@
+"""The swarm engine: prepare a round, start its managers, poll, cancel, gather.
+
+Airflow-free. It acts on the swarm's host only through an Executor (shell scripts run
+where the root lives) and builds files through a local view of the root: the root
+itself when it is on this machine or on a filesystem both sides share, or a staging
+copy that a Transfer ships over (remote copy mode).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from airflow_provider_locusts.swarm import collect
+from airflow_provider_locusts.swarm.executor import Executor
+from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
+from airflow_provider_locusts.swarm.render import render
+from airflow_provider_locusts.swarm.spec import SwarmSpec
+from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, split_among_managers
+
+SCHEDULERS = ("direct", "slurm")
+
+# Runs the swarm's own poll.sh (staged in exec/) with the offsets as arguments.
+POLL_COMMAND = 'script=$1; shift; exec bash "$script" "$@"'
+
+
+def poll_arguments(layout: SwarmLayout, offsets: dict[str, int | None]) -> list[str]:
+    args = [layout.poll_script]
+    for name, offset in offsets.items():
+        args += [name, "-" if offset is None else str(offset)]
+    return args
+
+
+class Transfer(Protocol):
+    """Moves files between the local view of the root and the real (remote) root."""
+
+    def push(self, local_root: Path, remote_root: str, relative_paths: list[str]) -> None: ...
+
+    def pull(self, remote_root: str, local_root: Path, relative_paths: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    scheduler: str = "direct"
+    nodes: int = 1
+    min_tasks_per_process: int = 1
+    heartbeat_interval: int = 5
+    input_staging: str = "hardlink"
+    overwrite_outputs: bool = False
+    slurm_script: str | None = None  # rendered outer (sbatch) template name, slurm only
+    slurm_context: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Round:
+    number: int
+    managers: list[str]
+    task_count: int
+
+
+class SwarmEngine:
+    def __init__(
+        self,
+        spec: SwarmSpec,
+        swarm_id: str,
+        root: str,
+        executor: Executor,
+        options: EngineOptions = EngineOptions(),
+        local_root: Path | None = None,
+        transfer: Transfer | None = None,
+    ):
+        self.spec = spec
+        self.swarm_id = swarm_id
+        self.layout = SwarmLayout(root)
+        self.local_root = Path(local_root or root)
+        self.local = SwarmLayout(str(self.local_root))
+        self.executor = executor
+        self.options = options
+        self.transfer = transfer
+
+    # --- the ledger of rounds -------------------------------------------------------
+    def read_ledger(self) -> dict:
+        result = self.executor.run_script('cat -- "$1" 2>/dev/null || true', [self.layout.ledger])
+        text = result.stdout.decode().strip()
+        return json.loads(text) if text else {"swarm_id": self.swarm_id, "rounds": []}
+
+    def _write_ledger(self, ledger: dict) -> None:
+        path = Path(self.local.ledger)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(ledger, indent=1))
+        tmp.replace(path)
+        self._push(["exec/ledger.json"])
+
+    def live_round(self) -> Round | None:
+        """The last round, if any of its managers is still alive (a retry resumes watching it)."""
+        ledger = self.read_ledger()
+        if not ledger["rounds"]:
+            return None
+        last = ledger["rounds"][-1]
+        status = self.poll({m: None for m in last["managers"]})
+        if any(s.state in LIVE_STATES for s in status.managers.values()):
+            return Round(last["round"], last["managers"], last["tasks"])
+        return None
+
+    # --- preparing and starting a round ----------------------------------------------
+    def prepare_round(self) -> Round | None:
+        """Stage what the next round needs; None when every task has already succeeded."""
+        self._pull_events()
+        done = collect.succeeded_indexes(self.local)
+        todo = [t for t in self.spec.tasks if t.index not in done]
+        if not todo:
+            return None
+        collect.check_output_dir(self.spec, self.local, self.options.overwrite_outputs)
+        ledger = self.read_ledger()
+        number = len(ledger["rounds"])
+        plans = split_among_managers(todo, self.options.nodes, self.spec.processes, self.options.min_tasks_per_process, number)
+
+        builder = EnvironmentBuilder(self.spec, self.local_root, self.layout.root, self.options.input_staging)
+        builder.create_root()
+        builder.stage_shared()
+        builder.write_task_table()
+        builder.stage_tasks(todo)
+        builder.write_managers(plans, self.spec.processes, self.options.heartbeat_interval, self.options.scheduler)
+        if self.options.scheduler == "slurm":
+            self._write_slurm_scripts(plans)
+        self._push(["."])
+
+        managers = [p.name for p in plans]
+        ledger["rounds"].append({"round": number, "managers": managers, "tasks": len(todo), "scheduler": self.options.scheduler, "prepared_at": time.time()})
+        self._write_ledger(ledger)
+        return Round(number, managers, len(todo))
+
+    def _write_slurm_scripts(self, plans) -> None:
+        for plan in plans:
+            text = render(
+                self.options.slurm_script or "slurm.sh.j2",
+                manager=plan.name,
+                swarm_id=self.swarm_id,
+                root=self.layout.root,
+                manager_script=self.layout.manager_file(plan.name, "sh"),
+                log=self.layout.manager_file(plan.name, "log"),
+                processes=self.spec.processes,
+                **self.options.slurm_context,
+            )
+            path = Path(self.local.manager_file(plan.name, "slurm"))
+            path.write_text(text)
+            path.chmod(0o755)
+
+    def start(self, round_: Round) -> None:
+        """Start the round's managers: detached in their own session, or as SLURM jobs."""
+        if self.options.scheduler == "slurm":
+            script = render("submit_slurm.sh.j2")
+        else:
+            script = render("start_direct.sh.j2")
+        self.executor.run_script(script, [self.layout.exec_dir, *round_.managers]).check("starting the swarm's managers")
+
+    # --- watching ----------------------------------------------------------------------
+    def poll(self, offsets: dict[str, int | None]) -> PollResult:
+        """One poll: managers' states and the events after each offset (None: states only)."""
+        result = self.executor.run_script(POLL_COMMAND, poll_arguments(self.layout, offsets))
+        result.check("polling the swarm")
+        return parse_poll_output(result.stdout)
+
+    def cancel(self) -> None:
+        """Stop every manager of every round, and their running tasks."""
+        ledger = self.read_ledger()
+        managers = [m for r in ledger["rounds"] for m in r["managers"]]
+        if managers:
+            self.executor.run_script(render("cancel.sh.j2"), [self.layout.exec_dir, *managers]).check("cancelling the swarm")
+
+    # --- results -------------------------------------------------------------------------
+    def gather(self, lost_reason: str | None = None) -> collect.SwarmResult:
+        self._pull_for_gather()
+        return collect.gather(self.spec, self.local, self.swarm_id, self.options.overwrite_outputs, lost_reason)
+
+    # --- copy mode (no-ops when the root is local or shared) ---------------------------
+    def _push(self, relative_paths: list[str]) -> None:
+        if self.transfer is not None:
+            self.transfer.push(self.local_root, self.layout.root, relative_paths)
+
+    def _pull_events(self) -> None:
+        if self.transfer is not None:
+            self.transfer.pull(self.layout.root, self.local_root, ["exec"])
+
+    def _pull_for_gather(self) -> None:
+        if self.transfer is None:
+            return
+        self._pull_events()
+        outcomes = collect.fold_event_files(self.local)
+        wanted = []
+        for task in self.spec.tasks:
+            outcome = outcomes.get(task.index)
+            if outcome is None:
+                continue
+            base = f"work/{task.folder}"
+            wanted += [f"{base}/stdout.txt", f"{base}/stderr.txt", f"{base}/exit_code"]
+            if outcome.ok:
+                wanted += [f"{base}/{o}" for o in task.outputs]
+            if outcome.missing_outputs:
+                wanted.append(f"{base}/.locusts_missing")
+        self.transfer.pull(self.layout.root, self.local_root, wanted)

@@ -1,0 +1,88 @@
+"""The Generic Environment: where everything of one swarm lives under its root.
+
+```
+<root>/
+  exec/     manager scripts, task lists, append-only event files, heartbeats,
+            pids / job ids, the ledger of rounds, the task table, poll.sh
+  work/     batch_<k>/task_<id>/  one clean folder per task
+  shared/   <NAME>/<file>         shared inputs, staged once
+```
+Paths are POSIX strings so the same layout describes a local root and a remote one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from posixpath import join
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_swarm_id(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
+    """One stable, filesystem-safe name per task instance, so an Airflow retry finds its swarm again."""
+    raw = f"{dag_id}\0{task_id}\0{run_id}\0{map_index}"
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+    readable = _UNSAFE.sub("_", f"{dag_id}.{task_id}.{run_id}")[:100].strip("._") or "swarm"
+    suffix = f".{map_index}" if map_index >= 0 else ""
+    return f"{readable}{suffix}.{digest}"
+
+
+def check_swarm_id(swarm_id: str) -> str:
+    from airflow_provider_locusts.swarm.command import SwarmSpecError
+
+    if not isinstance(swarm_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", swarm_id):
+        raise SwarmSpecError(
+            f"swarm_id {swarm_id!r} is not valid: use 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        )
+    return swarm_id
+
+
+@dataclass(frozen=True)
+class SwarmLayout:
+    root: str
+
+    @property
+    def exec_dir(self) -> str:
+        return join(self.root, "exec")
+
+    @property
+    def work_dir(self) -> str:
+        return join(self.root, "work")
+
+    @property
+    def shared_dir(self) -> str:
+        return join(self.root, "shared")
+
+    @property
+    def ledger(self) -> str:
+        """JSON record of the rounds started so far (managers, pids, job ids)."""
+        return join(self.exec_dir, "ledger.json")
+
+    @property
+    def task_table(self) -> str:
+        """One JSON line per task: index, id, folder, outputs."""
+        return join(self.exec_dir, "tasks.jsonl")
+
+    @property
+    def results(self) -> str:
+        """One JSON line per task already gathered: what a retry must not run again."""
+        return join(self.exec_dir, "results.jsonl")
+
+    @property
+    def poll_script(self) -> str:
+        return join(self.exec_dir, "poll.sh")
+
+    @property
+    def cancel_script(self) -> str:
+        return join(self.exec_dir, "cancel.sh")
+
+    def task_dir(self, folder: str) -> str:
+        return join(self.work_dir, folder)
+
+    def manager_file(self, manager: str, kind: str) -> str:
+        """kind: sh (script), tasks (task list), events, heartbeat, pid, done, log, jobid, slurm."""
+        suffix = {"sh": ".sh", "slurm": ".slurm.sh", "log": ".log"}.get(kind, f".{kind}")
+        name = f"manager_{manager}{suffix}" if kind in ("sh", "slurm", "log") else f"{kind}_{manager}"
+        return join(self.exec_dir, name)

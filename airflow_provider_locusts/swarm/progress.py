@@ -1,0 +1,168 @@
+"""Reading the managers' cache files: poll output → progress counts; event logs → task outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+LIVE_STATES = frozenset({"running", "starting", "queued"})
+
+
+@dataclass(frozen=True)
+class ManagerStatus:
+    name: str
+    state: str  # done | running | starting | queued | dead
+    heartbeat_age: int | None
+    job_state: str | None  # scheduler's state, None when started directly
+
+
+@dataclass(frozen=True)
+class PollResult:
+    now: int
+    managers: dict[str, ManagerStatus]
+    chunks: dict[str, bytes]
+
+
+def parse_poll_output(data: bytes) -> PollResult:
+    """Parse what poll.sh printed (headers, each followed by exactly the announced bytes)."""
+    pos = 0
+    now = 0
+    managers: dict[str, ManagerStatus] = {}
+    chunks: dict[str, bytes] = {}
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode().split()
+        pos = end + 1
+        if header[0] == "@now":
+            now = int(header[1])
+        elif header[0] == "@manager":
+            name, state, age, job, nbytes = header[1:6]
+            n = int(nbytes)
+            chunks[name] = data[pos : pos + n]
+            pos += n
+            managers[name] = ManagerStatus(
+                name=name,
+                state=state,
+                heartbeat_age=None if age == "-" else int(age),
+                job_state=None if job == "-" else job,
+            )
+        else:
+            raise ValueError(f"unexpected line in poll output: {data[pos:end]!r}")
+    return PollResult(now=now, managers=managers, chunks=chunks)
+
+
+@dataclass
+class SwarmProgress:
+    """Counts kept up to date from new event bytes; small enough to serialize with a trigger."""
+
+    total: int
+    offsets: dict[str, int]
+    started: int = 0
+    finished: int = 0
+    failed: int = 0
+
+    def feed(self, manager: str, chunk: bytes) -> None:
+        """Count the complete lines of chunk; a trailing partial line is read again next poll."""
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offsets[manager] = self.offsets.get(manager, 0) + len(complete)
+        for line in complete.splitlines():
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            if parts[2] == b"start":
+                self.started += 1
+            elif parts[2] == b"end":
+                self.finished += 1
+                if parts[3] != b"0" or (len(parts) > 5 and parts[5] != b"0"):
+                    self.failed += 1
+
+    @property
+    def running(self) -> int:
+        return max(self.started - self.finished, 0)
+
+    def line(self) -> str:
+        return f"{self.finished}/{self.total} done, {self.failed} failed, {self.running} running"
+
+
+@dataclass
+class TaskOutcome:
+    """What the event logs say about one task."""
+
+    attempts: int = 0
+    exit_code: int | None = None
+    missing_outputs: bool = False
+    host: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.exit_code is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.missing_outputs
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return round(self.ended_at - self.started_at, 3)
+
+
+@dataclass
+class EventFold:
+    """Folds event lines (any number of managers and rounds) into one outcome per task index."""
+
+    outcomes: dict[int, TaskOutcome] = field(default_factory=dict)
+
+    def feed_lines(self, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 5:
+                continue  # a torn line from a killed writer: ignore
+            try:
+                when, index, kind = float(parts[0]), int(parts[1]), parts[2]
+            except ValueError:
+                continue
+            outcome = self.outcomes.setdefault(index, TaskOutcome())
+            host = parts[4].decode(errors="replace")
+            if kind == b"start":
+                # A new attempt: forget what an earlier attempt ended with.
+                outcome.attempts += 1
+                outcome.exit_code = None
+                outcome.missing_outputs = False
+                outcome.started_at, outcome.ended_at, outcome.host = when, None, host
+            elif kind == b"end":
+                outcome.exit_code = int(parts[3])
+                outcome.missing_outputs = len(parts) > 5 and parts[5] != b"0"
+                outcome.ended_at, outcome.host = when, host
+
+    def feed_bytes(self, data: bytes) -> None:
+        self.feed_lines(data.splitlines())
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where a round stands after a poll."""
+
+    finished: bool
+    lost: list[str]  # managers that died (or whose job ended) before finishing
+    detail: str
+
+
+def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict:
+    """Finished when every manager is done or lost. A manager is lost when its job ended
+    without finishing, its process is gone, its heartbeat is older than heartbeat_timeout,
+    or it never started within heartbeat_timeout (queued jobs may wait as long as SLURM says)."""
+    lost = []
+    for status in poll.managers.values():
+        if status.state == "dead":
+            lost.append(status.name)
+        elif status.state == "running" and status.heartbeat_age is not None and status.heartbeat_age > heartbeat_timeout:
+            lost.append(status.name)
+        elif status.state == "starting" and status.job_state is None and waited > heartbeat_timeout:
+            lost.append(status.name)
+    unfinished = [s for s in poll.managers.values() if s.state != "done" and s.name not in lost]
+    details = [f"{s.name}: {s.state}" + (f" (job {s.job_state})" if s.job_state else "") for s in poll.managers.values() if s.name in lost]
+    return Verdict(finished=not unfinished, lost=lost, detail="; ".join(details))

@@ -1,0 +1,124 @@
+"""Building the Generic Environment on a local path: folders, inputs, task scripts, managers.
+
+The path is the swarm root itself (local mode, shared filesystem) or a local staging
+copy that is then shipped to the remote root in one tar stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_provider_locusts.swarm.command import SwarmSpecError
+from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
+from airflow_provider_locusts.swarm.spec import SwarmSpec, TaskSpec
+
+INPUT_STAGING_MODES = ("hardlink", "symlink", "copy")
+
+
+@dataclass(frozen=True)
+class ManagerPlan:
+    name: str
+    tasks: tuple[TaskSpec, ...]
+
+
+def split_among_managers(
+    tasks: Sequence[TaskSpec], nodes: int, processes: int, min_tasks_per_process: int, round_no: int
+) -> list[ManagerPlan]:
+    """Split tasks evenly among at most `nodes` managers, each getting at least
+    `min_tasks_per_process * processes` tasks (fewer managers are used otherwise)."""
+    if not tasks:
+        return []
+    per_manager_floor = max(1, min_tasks_per_process * processes)
+    count = max(1, min(nodes, len(tasks) // per_manager_floor or 1))
+    plans = []
+    for k in range(count):
+        # Round-robin keeps long and short stretches of ids spread over the managers.
+        plans.append(ManagerPlan(name=f"r{round_no}m{k}", tasks=tuple(tasks[k::count])))
+    return plans
+
+
+def place_file(source: Path, target: Path, mode: str) -> None:
+    """Put source at target: a hard link or symlink where possible, a copy otherwise."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "hardlink":
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # another filesystem, or links not allowed: copy instead
+    elif mode == "symlink":
+        os.symlink(source, target)
+        return
+    shutil.copy2(source, target)
+
+
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write atomically (temp name + rename), never world-writable."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+class EnvironmentBuilder:
+    """Creates (or completes, on a retry) the swarm root's folders and files at a local path."""
+
+    def __init__(self, spec: SwarmSpec, local_root: Path, runtime_root: str, input_staging: str = "hardlink"):
+        if input_staging not in INPUT_STAGING_MODES:
+            raise SwarmSpecError(f"input_staging must be one of {', '.join(INPUT_STAGING_MODES)}, got {input_staging!r}.")
+        self.spec = spec
+        self.local = SwarmLayout(str(local_root))
+        self.runtime = SwarmLayout(runtime_root)  # the paths the scripts see when they run
+        self.input_staging = input_staging
+
+    def create_root(self) -> None:
+        for d in (self.local.exec_dir, self.local.work_dir, self.local.shared_dir):
+            os.makedirs(d, mode=0o755, exist_ok=True)
+
+    def stage_shared(self) -> None:
+        """Shared inputs, staged once: kept when already there."""
+        for name, source in self.spec.shared_inputs.items():
+            target = Path(self.local.shared_dir) / self.spec.shared_runtime_name(name)
+            if not target.exists():
+                place_file(source, target, self.input_staging)
+
+    def write_task_table(self) -> None:
+        path = Path(self.local.task_table)
+        if path.exists():
+            return
+        with open(path.with_name(path.name + ".tmp"), "w", encoding="utf-8") as f:
+            for t in self.spec.tasks:
+                f.write(json.dumps({"index": t.index, "id": t.task_id, "folder": t.folder, "outputs": list(t.outputs)}) + "\n")
+        os.replace(path.with_name(path.name + ".tmp"), path)
+
+    def stage_tasks(self, tasks: Sequence[TaskSpec]) -> None:
+        """A clean folder per task: an earlier attempt's folder is replaced (it lives inside the root)."""
+        render_task = TaskScriptRenderer(self.spec)
+        work = Path(self.local.work_dir)
+        for task in tasks:
+            folder = work / task.folder
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            for source, relative in task.inputs:
+                place_file(source, folder / relative, self.input_staging)
+            write_file(folder / "task.sh", render_task(task))
+
+    def write_managers(self, plans: Sequence[ManagerPlan], processes: int, heartbeat_interval: int, scheduler: str) -> None:
+        exec_dir = Path(self.local.exec_dir)
+        for plan in plans:
+            with open(self.local.manager_file(plan.name, "tasks"), "w", encoding="utf-8") as f:
+                f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
+            write_file(
+                Path(self.local.manager_file(plan.name, "sh")),
+                render_manager(self.runtime, plan.name, processes, heartbeat_interval),
+                0o755,
+            )
+        write_file(exec_dir / "poll.sh", render_poll(self.runtime, scheduler), 0o755)
