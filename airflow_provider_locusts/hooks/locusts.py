@@ -1,0 +1,157 @@
+"""LocustsHook: where a swarm runs — this machine, or a host reached with an Airflow SSH connection.
+
+The operator's side (blocking) uses the SSH provider's SSHHook (paramiko); the trigger's
+side uses SSHHookAsync (asyncssh). Both read the same connection (`ssh_conn_id`).
+Without `ssh_conn_id` the same interface runs everything on this machine.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import subprocess
+import tarfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.ssh.hooks.ssh import SSHHook, SSHHookAsync
+from airflow.sdk import BaseHook
+
+from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
+from airflow_provider_locusts.swarm.executor import (
+    AsyncLocalExecutor,
+    CommandResult,
+    LocalExecutor,
+    SwarmExecutionError,
+    bash_command,
+)
+from airflow_provider_locusts.swarm.spec import SwarmSpec
+
+
+class SSHExecutor:
+    """Runs scripts on the SSH host: `bash -s -- ARGS` with the script on stdin (paramiko)."""
+
+    def __init__(self, ssh_hook: SSHHook, timeout: float = 600):
+        self.ssh_hook = ssh_hook
+        self.timeout = timeout
+
+    @cached_property
+    def client(self):
+        return self.ssh_hook.get_conn()
+
+    def _exec(self, command: str, payload: bytes, timeout: float | None) -> CommandResult:
+        stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout or self.timeout)
+        stdin.write(payload)
+        stdin.channel.shutdown_write()
+        out = stdout.read()
+        err = stderr.read()
+        return CommandResult(stdout.channel.recv_exit_status(), out, err)
+
+    def run_script(self, script: str, args: list[str] | None = None, stdin_data: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        if stdin_data is not None:
+            command = shlex.join(["bash", "-c", script, "locusts", *(args or [])])
+            return self._exec(command, stdin_data, timeout)
+        return self._exec(shlex.join(bash_command(args)), script.encode(), timeout)
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+
+
+class SSHTarTransfer:
+    """Copies between the local staging view and the remote root as one tar stream over one channel."""
+
+    def __init__(self, executor: SSHExecutor):
+        self.executor = executor
+
+    def push(self, local_root: Path, remote_root: str, relative_paths: list[str]) -> None:
+        tar = subprocess.run(
+            ["tar", "-c", "-C", str(local_root), "--", *relative_paths], capture_output=True, check=False
+        )
+        if tar.returncode != 0:
+            raise SwarmExecutionError(f"packing the swarm environment failed: {tar.stderr.decode(errors='replace')}")
+        self.executor.run_script(
+            'mkdir -p -- "$1" && tar -x -m -C "$1"', [remote_root], stdin_data=tar.stdout
+        ).check(f"unpacking the swarm environment into {remote_root} on the SSH host")
+
+    def pull(self, remote_root: str, local_root: Path, relative_paths: list[str]) -> None:
+        listing = b"".join(p.encode() + b"\0" for p in relative_paths)
+        # Files that do not exist (a task that wrote nothing) are skipped, not fatal.
+        script = 'cd -- "$1" && xargs -0 -r sh -c \'for f; do [ -e "$f" ] && printf "%s\\0" "$f"; done\' sh | tar -c --null -T -'
+        result = self.executor.run_script(script, [remote_root], stdin_data=listing).check(
+            f"fetching results from {remote_root} on the SSH host"
+        )
+        local_root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as archive:
+            archive.extractall(local_root, filter="data")
+
+
+class AsyncSSHExecutor:
+    """Runs scripts on the SSH host from the triggerer's event loop (asyncssh), one connection reused."""
+
+    def __init__(self, ssh_conn_id: str):
+        self.ssh_conn_id = ssh_conn_id
+        self._conn = None
+
+    async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
+        if self._conn is None:
+            self._conn = await SSHHookAsync(ssh_conn_id=self.ssh_conn_id).get_conn()
+        result = await self._conn.run(shlex.join(bash_command(args)), input=script, timeout=timeout, check=False, encoding=None)
+        return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+            await conn.wait_closed()
+
+
+class LocustsHook(BaseHook):
+    """Stage, submit, poll, cancel and gather swarms, locally or over an SSH connection.
+
+    :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine.
+    """
+
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "ssh_default"
+    conn_type = "ssh"
+    hook_name = "Locusts"
+
+    def __init__(self, ssh_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssh_conn_id = ssh_conn_id
+
+    @cached_property
+    def executor(self):
+        if self.ssh_conn_id is None:
+            return LocalExecutor()
+        return SSHExecutor(SSHHook(ssh_conn_id=self.ssh_conn_id))
+
+    def async_executor(self):
+        if self.ssh_conn_id is None:
+            return AsyncLocalExecutor()
+        return AsyncSSHExecutor(self.ssh_conn_id)
+
+    def engine(
+        self,
+        spec: SwarmSpec,
+        swarm_id: str,
+        root: str,
+        options: EngineOptions,
+        local_root: Path,
+        copy_files: bool,
+    ) -> SwarmEngine:
+        """An engine for the swarm root `root` on this hook's host, built through `local_root`.
+
+        copy_files: local_root is a staging copy shipped to the host as tar streams (SSH copy
+        mode); otherwise local_root and root are the same folder (this machine, or a
+        filesystem both sides share, each seeing it at its own path).
+        """
+        transfer = SSHTarTransfer(self.executor) if copy_files else None
+        return SwarmEngine(spec, swarm_id, root, self.executor, options, local_root=local_root, transfer=transfer)
+
+    def close(self) -> None:
+        close = getattr(self.executor, "close", None)
+        if close:
+            close()

@@ -1,0 +1,297 @@
+"""LocustsSwarmOperator: one Airflow task that runs a whole swarm and returns who succeeded and who failed."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_locusts.hooks.locusts import LocustsHook
+from airflow_provider_locusts.swarm.collect import SwarmResult
+from airflow_provider_locusts.swarm.command import SwarmSpecError
+from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, Round, SwarmEngine
+from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
+from airflow_provider_locusts.swarm.progress import SwarmProgress, assess
+from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
+from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
+
+try:
+    from airflow.exceptions import AirflowException
+except ImportError:  # pragma: no cover
+    AirflowException = RuntimeError  # type: ignore[misc,assignment]
+
+
+def default_work_root() -> str:
+    """Where local swarm roots (or staging copies) go unless `work_root` says otherwise."""
+    return os.environ.get("LOCUSTS_WORK_ROOT") or os.path.join(
+        os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "locusts"
+    )
+
+
+class LocustsSwarmOperator(BaseOperator):
+    """Run a swarm of small shell tasks, each in a clean folder, and return the succeeded and failed ids.
+
+    Tasks come from files (`input_dir` + `task_inputs` templates with `<id>`) or from
+    `args` (one task per argument list). See the README for every parameter.
+
+    :param command: shell command template; handles `<id>`, `<shared>NAME`, `<argK>`
+    :param output_dir: folder receiving the compulsory outputs and the manifest
+    :param input_dir: folder holding the per-task input files
+    :param task_inputs: per-task input file templates, each with `<id>`
+    :param shared_inputs: ``{NAME: path}`` files staged once (relative paths: in input_dir)
+    :param outputs: compulsory output templates, each with `<id>`
+    :param args: argument lists, one task each (instead of task_inputs)
+    :param processes: tasks run at once by each manager
+    :param batch_size: task folders per `work/batch_<k>` folder
+    :param swarm_id: name of the swarm root; default: derived from dag, task, run and map index
+    :param work_root: local folder of swarm roots (and of staging copies in SSH copy mode)
+    :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine
+    :param remote_root: folder of swarm roots on the SSH host
+    :param shared_root: `remote_root` as this machine sees it, when both share a filesystem (no copy)
+    :param scheduler: "direct" (managers run detached) or "slurm" (one sbatch job per manager)
+    :param nodes: managers (SLURM jobs) at most
+    :param min_tasks_per_process: fewer managers are used rather than give one fewer tasks per process
+    :param slurm_options: ``#SBATCH`` settings (partition, time, mem, ... and "extra" lines)
+    :param setup: shell lines run before the manager in each SLURM job (e.g. ``module load ...``)
+    :param container: command prefix for the manager (e.g. ``apptainer exec image.sif``)
+    :param max_failed_fraction: fraction of failed tasks above which the Airflow task fails
+    :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
+    :param overwrite_outputs: replace files already in output_dir instead of refusing
+    :param poll_interval: seconds between polls
+    :param heartbeat_interval: seconds between a manager's heartbeats
+    :param heartbeat_timeout: seconds without heartbeat before a manager counts as lost
+    :param deferrable: wait in the triggerer (default) instead of holding a worker slot
+    """
+
+    template_fields: Sequence[str] = (
+        "command",
+        "input_dir",
+        "task_inputs",
+        "shared_inputs",
+        "outputs",
+        "output_dir",
+        "args",
+        "swarm_id",
+        "work_root",
+        "remote_root",
+        "shared_root",
+    )
+    ui_color = "#c9e7a5"
+
+    def __init__(
+        self,
+        *,
+        command: str,
+        output_dir: str,
+        input_dir: str | None = None,
+        task_inputs: Sequence[str] | None = None,
+        shared_inputs: Mapping[str, str] | None = None,
+        outputs: Sequence[str] | None = None,
+        args: Sequence[Sequence[Any]] | None = None,
+        processes: int = 1,
+        batch_size: int = 10000,
+        swarm_id: str | None = None,
+        work_root: str | None = None,
+        ssh_conn_id: str | None = None,
+        remote_root: str | None = None,
+        shared_root: str | None = None,
+        scheduler: str = "direct",
+        nodes: int = 1,
+        min_tasks_per_process: int = 1,
+        slurm_options: Mapping[str, Any] | None = None,
+        setup: Sequence[str] | None = None,
+        container: str | None = None,
+        max_failed_fraction: float = 0.0,
+        input_staging: str = "hardlink",
+        overwrite_outputs: bool = False,
+        poll_interval: float = 5.0,
+        heartbeat_interval: int = 10,
+        heartbeat_timeout: float = 120.0,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.command = command
+        self.output_dir = output_dir
+        self.input_dir = input_dir
+        self.task_inputs = task_inputs
+        self.shared_inputs = shared_inputs
+        self.outputs = outputs
+        self.args = args
+        self.processes = processes
+        self.batch_size = batch_size
+        self.swarm_id = swarm_id
+        self.work_root = work_root
+        self.ssh_conn_id = ssh_conn_id
+        self.remote_root = remote_root
+        self.shared_root = shared_root
+        self.scheduler = scheduler
+        self.nodes = nodes
+        self.min_tasks_per_process = min_tasks_per_process
+        self.slurm_options = slurm_options
+        self.setup = setup
+        self.container = container
+        self.max_failed_fraction = max_failed_fraction
+        self.input_staging = input_staging
+        self.overwrite_outputs = overwrite_outputs
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.deferrable = deferrable
+
+    # --- building blocks -------------------------------------------------------------
+    @cached_property
+    def hook(self) -> LocustsHook:
+        return LocustsHook(ssh_conn_id=self.ssh_conn_id)
+
+    def _check_options(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise SwarmSpecError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}.")
+        for name in ("nodes", "min_tasks_per_process", "heartbeat_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SwarmSpecError(f"{name} must be an integer >= 1, got {value!r}.")
+        if not 0.0 <= float(self.max_failed_fraction) <= 1.0:
+            raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise SwarmSpecError("heartbeat_timeout must be longer than heartbeat_interval, or live managers would count as lost.")
+        if self.ssh_conn_id is None and (self.remote_root or self.shared_root):
+            raise SwarmSpecError("remote_root and shared_root need ssh_conn_id: without it the swarm runs in work_root on this machine.")
+        if self.ssh_conn_id is not None and not self.remote_root:
+            raise SwarmSpecError("ssh_conn_id is set but remote_root is not: give the folder on the SSH host where swarm roots go.")
+        if self.shared_root and not os.path.isabs(self.shared_root):
+            raise SwarmSpecError(f"shared_root must be an absolute path, got {self.shared_root!r}.")
+
+    def _spec(self) -> SwarmSpec:
+        self._check_options()
+        return build_spec(
+            command=self.command,
+            output_dir=self.output_dir,
+            input_dir=self.input_dir,
+            task_inputs=self.task_inputs,
+            shared_inputs=self.shared_inputs,
+            outputs=self.outputs,
+            args=self.args,
+            processes=self.processes,
+            batch_size=self.batch_size,
+        )
+
+    def _swarm_id(self, context: Context) -> str:
+        if self.swarm_id:
+            return check_swarm_id(self.swarm_id)
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", None)
+        return default_swarm_id(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else map_index)
+
+    def _engine(self, context: Context, spec: SwarmSpec | None = None) -> SwarmEngine:
+        spec = spec or self._spec()
+        swarm_id = self._swarm_id(context)
+        work_root = Path(self.work_root or default_work_root()).expanduser().absolute()
+        if self.ssh_conn_id is None:
+            root = str(work_root / swarm_id)
+            local_root, copy_files = Path(root), False
+        elif self.shared_root:
+            root = f"{self.remote_root.rstrip('/')}/{swarm_id}"
+            local_root, copy_files = Path(self.shared_root) / swarm_id, False
+        else:
+            root = f"{self.remote_root.rstrip('/')}/{swarm_id}"
+            local_root, copy_files = work_root / swarm_id, True
+        options = EngineOptions(
+            scheduler=self.scheduler,
+            nodes=self.nodes,
+            min_tasks_per_process=self.min_tasks_per_process,
+            heartbeat_interval=self.heartbeat_interval,
+            input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
+            overwrite_outputs=self.overwrite_outputs,
+            slurm_context={
+                "slurm_options": dict(self.slurm_options or {}),
+                "setup": list(self.setup or []),
+                "container": self.container or "",
+            },
+        )
+        return self.hook.engine(spec, swarm_id, root, options, local_root=local_root, copy_files=copy_files)
+
+    # --- Airflow entry points ----------------------------------------------------------
+    def execute(self, context: Context) -> dict:
+        engine = self._running_engine = self._engine(context)
+        round_ = engine.live_round()
+        if round_ is not None:
+            self.log.info("Swarm %s: round %d is still running, watching it again.", engine.swarm_id, round_.number)
+        else:
+            round_ = engine.prepare_round()
+            if round_ is None:
+                self.log.info("Swarm %s: every task already succeeded; gathering.", engine.swarm_id)
+                return self._finish(context, engine.gather())
+            engine.start(round_)
+            self.log.info(
+                "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
+                engine.swarm_id, round_.number, round_.task_count, len(round_.managers), self.scheduler, engine.layout.root,
+            )
+        trigger = LocustsSwarmTrigger(
+            root=engine.layout.root,
+            managers=round_.managers,
+            total=round_.task_count,
+            ssh_conn_id=self.ssh_conn_id,
+            poll_interval=self.poll_interval,
+            heartbeat_timeout=self.heartbeat_timeout,
+        )
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete")
+        return self.execute_complete(context, self._wait_in_worker(engine, round_))
+
+    def _wait_in_worker(self, engine: SwarmEngine, round_: Round) -> dict:
+        """Non-deferrable path: the same polling as the trigger, in the worker."""
+        progress = SwarmProgress(total=round_.task_count, offsets={m: 0 for m in round_.managers})
+        started, last_line = time.monotonic(), None
+        while True:
+            poll = engine.poll(progress.offsets)
+            for manager, chunk in poll.chunks.items():
+                progress.feed(manager, chunk)
+            if progress.line() != last_line:
+                last_line = progress.line()
+                self.log.info("Swarm %s: %s", engine.swarm_id, last_line)
+            verdict = assess(poll, self.heartbeat_timeout, time.monotonic() - started)
+            if verdict.finished:
+                return {"status": "lost" if verdict.lost else "finished", "lost": verdict.lost, "message": verdict.detail}
+            time.sleep(self.poll_interval)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
+        if event["status"] == "error":
+            raise AirflowException(f"Lost track of the swarm: {event['message']}. It may still be running; a retry resumes watching it.")
+        engine = self._engine(context)
+        lost_reason = None
+        if event["status"] == "lost":
+            lost_reason = f"its manager was lost ({event['message']})"
+            self.log.warning("Swarm %s: %s", engine.swarm_id, lost_reason)
+        return self._finish(context, engine.gather(lost_reason=lost_reason))
+
+    def _finish(self, context: Context, result: SwarmResult) -> dict:
+        summary = result.summary()
+        ti = context["ti"]
+        ti.xcom_push(key="succeeded", value=summary["succeeded"])
+        ti.xcom_push(key="failed", value=summary["failed"])
+        total = summary["total"]
+        self.log.info(
+            "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
+            result.swarm_id, summary["succeeded_count"], summary["failed_count"], total, result.output_dir, result.manifest,
+        )
+        if total and summary["failed_count"] / total > self.max_failed_fraction:
+            failures = [r for r in result.results if r.state == "failed"][:5]
+            listing = "; ".join(f"{r.id}: {r.reason} (logs in {r.folder})" for r in failures)
+            raise AirflowException(
+                f"{summary['failed_count']} of {total} tasks failed (allowed fraction {self.max_failed_fraction}). "
+                f"First failures: {listing}. Manifest: {result.manifest}"
+            )
+        return summary
+
+    def on_kill(self) -> None:
+        """Stop the swarm's managers and their running tasks (worker side; the trigger has its own)."""
+        engine = getattr(self, "_running_engine", None)
+        if engine is not None:
+            self.log.info("Cancelling swarm %s", engine.swarm_id)
+            engine.cancel()

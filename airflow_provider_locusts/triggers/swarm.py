@@ -1,0 +1,153 @@
+"""LocustsSwarmTrigger: watches a running swarm from the triggerer, never blocking its event loop.
+
+Each poll is one command (a local subprocess, or one SSH command on a reused asyncssh
+connection) returning the managers' states and only the events since the last offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_locusts.hooks.locusts import LocustsHook
+from airflow_provider_locusts.swarm.engine import POLL_COMMAND, poll_arguments
+from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, parse_poll_output
+from airflow_provider_locusts.swarm.render import render
+
+# Connection-level errors worth a reconnect: sshd restarts, dropped links, timeouts.
+_TRANSIENT = (OSError, TimeoutError, asyncio.TimeoutError)
+try:
+    import asyncssh
+
+    _TRANSIENT = (*_TRANSIENT, asyncssh.Error)
+except ImportError:  # pragma: no cover - asyncssh comes with the SSH provider
+    pass
+
+
+class LocustsSwarmTrigger(BaseTrigger):
+    """Fires when every manager of the round has finished, or some manager is lost.
+
+    :param root: the swarm root as the swarm's host sees it
+    :param managers: names of the round's managers
+    :param total: tasks in the round
+    :param offsets: bytes of each manager's event file already read
+    :param ssh_conn_id: SSH connection of the swarm's host; None: this machine
+    :param poll_interval: seconds between polls
+    :param heartbeat_timeout: seconds without a heartbeat (or without starting) before a manager counts as lost
+    :param started_at: epoch seconds when the round was started
+    :param max_poll_failures: consecutive failed polls (with backoff) before giving up
+    """
+
+    def __init__(
+        self,
+        root: str,
+        managers: list[str],
+        total: int,
+        offsets: dict[str, int] | None = None,
+        ssh_conn_id: str | None = None,
+        poll_interval: float = 5.0,
+        heartbeat_timeout: float = 120.0,
+        started_at: float | None = None,
+        max_poll_failures: int = 8,
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.managers = list(managers)
+        self.total = total
+        self.offsets = dict(offsets or {m: 0 for m in managers})
+        self.ssh_conn_id = ssh_conn_id
+        self.poll_interval = poll_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.started_at = started_at if started_at is not None else time.time()
+        self.max_poll_failures = max_poll_failures
+        self.counts = dict(counts or {})
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "root": self.root,
+                "managers": self.managers,
+                "total": self.total,
+                "offsets": self.offsets,
+                "ssh_conn_id": self.ssh_conn_id,
+                "poll_interval": self.poll_interval,
+                "heartbeat_timeout": self.heartbeat_timeout,
+                "started_at": self.started_at,
+                "max_poll_failures": self.max_poll_failures,
+                "counts": self.counts,
+            },
+        )
+
+    def _backoff(self, failures: int) -> float:
+        base = min(2 ** (failures - 1), 60)
+        return base + random.uniform(0, base / 2)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        layout = SwarmLayout(self.root)
+        progress = SwarmProgress(total=self.total, offsets=self.offsets, **self.counts)
+        executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
+        failures = 0
+        last_line = None
+        try:
+            while True:
+                try:
+                    result = await executor.run_script(
+                        POLL_COMMAND, poll_arguments(layout, progress.offsets), timeout=120
+                    )
+                    result.check("polling the swarm")
+                    poll = parse_poll_output(result.stdout)
+                except _TRANSIENT as error:
+                    failures += 1
+                    if failures > self.max_poll_failures:
+                        yield TriggerEvent(self._event("error", progress, f"the swarm's host could not be polled {failures} times in a row: {error}"))
+                        return
+                    delay = self._backoff(failures)
+                    self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
+                    await executor.close()
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                for manager, chunk in poll.chunks.items():
+                    progress.feed(manager, chunk)
+                line = progress.line()
+                if line != last_line:
+                    self.log.info("Swarm %s: %s", self.root, line)
+                    last_line = line
+                verdict = assess(poll, self.heartbeat_timeout, time.time() - self.started_at)
+                if verdict.finished:
+                    status = "lost" if verdict.lost else "finished"
+                    yield TriggerEvent(self._event(status, progress, verdict.detail, lost=verdict.lost))
+                    return
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            await executor.close()
+
+    def _event(self, status: str, progress: SwarmProgress, message: str, lost: list[str] | None = None) -> dict:
+        return {
+            "status": status,
+            "root": self.root,
+            "managers": self.managers,
+            "lost": lost or [],
+            "message": message,
+            "finished": progress.finished,
+            "failed": progress.failed,
+            "total": self.total,
+        }
+
+    async def on_kill(self) -> None:
+        """The user killed the task (UI/API): stop the managers and their tasks. Not called on triggerer shutdown."""
+        executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
+        try:
+            layout = SwarmLayout(self.root)
+            result = await executor.run_script(render("cancel.sh.j2"), [layout.exec_dir, *self.managers], timeout=60)
+            self.log.info("Cancelled swarm %s (exit code %s)", self.root, result.returncode)
+        finally:
+            await executor.close()
