@@ -78,11 +78,13 @@ class SSHTarTransfer:
     def pull(self, remote_root: str, local_root: Path, relative_paths: list[str]) -> None:
         listing = b"".join(p.encode() + b"\0" for p in relative_paths)
         # Files that do not exist (a task that wrote nothing) are skipped, not fatal.
-        script = 'cd -- "$1" && xargs -0 -r sh -c \'for f; do [ -e "$f" ] && printf "%s\\0" "$f"; done\' sh | tar -c --null -T -'
+        script = '[ -d "$1" ] || exit 0; cd -- "$1" && xargs -0 -r sh -c \'for f; do [ -e "$f" ] && printf "%s\\0" "$f"; done\' sh | tar -c --null -T -'
         result = self.executor.run_script(script, [remote_root], stdin_data=listing).check(
             f"fetching results from {remote_root} on the SSH host"
         )
         local_root.mkdir(parents=True, exist_ok=True)
+        if not result.stdout:
+            return  # no swarm root there yet
         with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as archive:
             archive.extractall(local_root, filter="data")
 

@@ -17,6 +17,7 @@ from airflow_provider_locusts.swarm.command import SwarmSpecError
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, Round, SwarmEngine
 from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
 from airflow_provider_locusts.swarm.progress import SwarmProgress, assess
+from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
 
@@ -166,6 +167,17 @@ class LocustsSwarmOperator(BaseOperator):
             raise SwarmSpecError("ssh_conn_id is set but remote_root is not: give the folder on the SSH host where swarm roots go.")
         if self.shared_root and not os.path.isabs(self.shared_root):
             raise SwarmSpecError(f"shared_root must be an absolute path, got {self.shared_root!r}.")
+        if self.remote_root is not None:
+            parts = self.remote_root.split("/")
+            if not self.remote_root.startswith("/") or self.remote_root.strip("/") == "" or ".." in parts:
+                raise SwarmSpecError(
+                    f"remote_root must be an absolute folder on the SSH host other than '/', without '..'; got {self.remote_root!r}."
+                )
+        if self.scheduler == "slurm":
+            sbatch_directives(self.slurm_options, self.processes)
+            check_setup_lines(self.setup)
+        elif self.slurm_options or self.setup or self.container:
+            raise SwarmSpecError("slurm_options, setup and container apply to scheduler='slurm' only.")
 
     def _spec(self) -> SwarmSpec:
         self._check_options()
@@ -208,11 +220,9 @@ class LocustsSwarmOperator(BaseOperator):
             heartbeat_interval=self.heartbeat_interval,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
-            slurm_context={
-                "slurm_options": dict(self.slurm_options or {}),
-                "setup": list(self.setup or []),
-                "container": self.container or "",
-            },
+            slurm_options=dict(self.slurm_options or {}),
+            setup=tuple(self.setup or ()),
+            container=self.container or "",
         )
         return self.hook.engine(spec, swarm_id, root, options, local_root=local_root, copy_files=copy_files)
 

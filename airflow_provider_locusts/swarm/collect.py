@@ -140,6 +140,9 @@ def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(source, target)  # fails if target exists: the atomic no-clobber step
     except FileExistsError:
+        if os.path.samefile(source, target):  # linked by a gather interrupted before the unlink
+            os.unlink(source)
+            return
         raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
     except OSError:
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

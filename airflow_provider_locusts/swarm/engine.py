@@ -19,8 +19,9 @@ from airflow_provider_locusts.swarm.executor import Executor
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
 from airflow_provider_locusts.swarm.render import render
+from airflow_provider_locusts.swarm.slurm import check_plain_path, check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec
-from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, split_among_managers
+from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, split_among_managers, write_file
 
 SCHEDULERS = ("direct", "slurm")
 
@@ -51,8 +52,10 @@ class EngineOptions:
     heartbeat_interval: int = 5
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
-    slurm_script: str | None = None  # rendered outer (sbatch) template name, slurm only
-    slurm_context: dict = field(default_factory=dict)
+    # scheduler="slurm" only: #SBATCH settings, shell lines before the manager, command prefix
+    slurm_options: dict = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    container: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,8 @@ class SwarmEngine:
 
         builder = EnvironmentBuilder(self.spec, self.local_root, self.layout.root, self.options.input_staging)
         builder.create_root()
-        builder.stage_shared()
         builder.write_task_table()
+        builder.stage_shared()
         builder.stage_tasks(todo)
         builder.write_managers(plans, self.spec.processes, self.options.heartbeat_interval, self.options.scheduler)
         if self.options.scheduler == "slurm":
@@ -135,20 +138,20 @@ class SwarmEngine:
         return Round(number, managers, len(todo))
 
     def _write_slurm_scripts(self, plans) -> None:
+        directives = sbatch_directives(self.options.slurm_options, self.spec.processes)
         for plan in plans:
             text = render(
-                self.options.slurm_script or "slurm.sh.j2",
+                "slurm.sh.j2",
                 manager=plan.name,
                 swarm_id=self.swarm_id,
-                root=self.layout.root,
-                manager_script=self.layout.manager_file(plan.name, "sh"),
+                root=check_plain_path("the swarm root", self.layout.root),
                 log=self.layout.manager_file(plan.name, "log"),
-                processes=self.spec.processes,
-                **self.options.slurm_context,
+                manager_script=self.layout.manager_file(plan.name, "sh"),
+                directives=directives,
+                setup=check_setup_lines(self.options.setup),
+                container=self.options.container,
             )
-            path = Path(self.local.manager_file(plan.name, "slurm"))
-            path.write_text(text)
-            path.chmod(0o755)
+            write_file(Path(self.local.manager_file(plan.name, "slurm")), text, 0o755)
 
     def start(self, round_: Round) -> None:
         """Start the round's managers: detached in their own session, or as SLURM jobs."""

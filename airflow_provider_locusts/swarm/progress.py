@@ -31,7 +31,8 @@ def parse_poll_output(data: bytes) -> PollResult:
     chunks: dict[str, bytes] = {}
     while pos < len(data):
         end = data.index(b"\n", pos)
-        header = data[pos:end].decode().split()
+        line = data[pos:end]
+        header = line.decode(errors="replace").split() or [""]
         pos = end + 1
         if header[0] == "@now":
             now = int(header[1])
@@ -47,7 +48,7 @@ def parse_poll_output(data: bytes) -> PollResult:
                 job_state=None if job == "-" else job,
             )
         else:
-            raise ValueError(f"unexpected line in poll output: {data[pos:end]!r}")
+            raise ValueError(f"unexpected line in poll output: {line!r}")
     return PollResult(now=now, managers=managers, chunks=chunks)
 
 

@@ -61,7 +61,8 @@ def place_file(source: Path, target: Path, mode: str) -> None:
 def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write atomically (temp name + rename), never world-writable."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    # surrogateescape: an id taken from a file name that is not UTF-8 goes back to its own bytes.
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
@@ -90,13 +91,24 @@ class EnvironmentBuilder:
                 place_file(source, target, self.input_staging)
 
     def write_task_table(self) -> None:
+        """Write the task table once; a retry whose tasks differ from it is refused."""
         path = Path(self.local.task_table)
+        rows = [
+            json.dumps({"index": t.index, "id": t.task_id, "folder": t.folder, "outputs": list(t.outputs)}) + "\n"
+            for t in self.spec.tasks
+        ]
         if path.exists():
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                if f.readlines() != rows:
+                    raise SwarmSpecError(
+                        f"the tasks differ from those this swarm started with ({path}): input_dir, task_inputs, "
+                        "args or outputs changed between tries. Restore them, or give a new swarm_id to start afresh."
+                    )
             return
-        with open(path.with_name(path.name + ".tmp"), "w", encoding="utf-8") as f:
-            for t in self.spec.tasks:
-                f.write(json.dumps({"index": t.index, "id": t.task_id, "folder": t.folder, "outputs": list(t.outputs)}) + "\n")
-        os.replace(path.with_name(path.name + ".tmp"), path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(rows)
+        os.replace(tmp, path)
 
     def stage_tasks(self, tasks: Sequence[TaskSpec]) -> None:
         """A clean folder per task: an earlier attempt's folder is replaced (it lives inside the root)."""

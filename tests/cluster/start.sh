@@ -101,6 +101,9 @@ if [[ -z ${LOCUSTS_CLUSTER_LOCKED:-} ]]; then
     export LOCUSTS_CLUSTER_LOCKED=1
 fi
 
+# Every daemon below is started with "9>&-": a daemon that inherited fd 9
+# would hold the lock for as long as it runs.
+
 START_TIME=${SECONDS}
 
 # ---------------------------------------------------------------- helpers --
@@ -117,15 +120,18 @@ pid_of() {
     echo "${pid}"
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.2 s until it
-# succeeds; fail after SECONDS.  Every wait in this script is bounded.
+# wait_until SECONDS DESCRIPTION COMMAND...: run COMMAND every 0.2 s until it
+# succeeds; fail once SECONDS have passed (a deadline, not a count, so a
+# slow COMMAND cannot stretch it).  Every wait in this script is bounded.
 wait_until() {
-    local limit=$1 what=$2 i
+    local limit=$1 what=$2 deadline
     shift 2
-    for ((i = 0; i < limit * 5; i++)); do
+    deadline=$((SECONDS + limit))
+    while true; do
         if "$@" >/dev/null 2>&1; then
             return 0
         fi
+        ((SECONDS < deadline)) || break
         sleep 0.2
     done
     echo "start.sh: ERROR: timed out after ${limit}s waiting for ${what}" >&2
@@ -154,6 +160,17 @@ write_if_changed() {
     mv -f "${tmp}" "${file}"
     return 0
 }
+
+# One cluster per machine: slurm.conf and SLURM's ports are global.  Refuse
+# (before starting anything) to take them over from a cluster still running
+# from another state dir.
+if [[ -f ${SLURM_CONF} ]]; then
+    other=$(sed -n 's/^# (state dir \(.*\)); do not edit.*/\1/p' "${SLURM_CONF}")
+    if [[ -n ${other} && ${other} != "${STATE}" ]] &&
+        LOCUSTS_CLUSTER_DIR=${other} PIDS=${other}/pids pid_of slurmctld >/dev/null; then
+        die "a test cluster from ${other} is running; stop it first: LOCUSTS_CLUSTER_DIR=${other} ${HERE}/stop.sh"
+    fi
+fi
 
 # ------------------------------------------------------------------ user --
 
@@ -250,7 +267,7 @@ else
     rm -f "${PIDS}/sshd.pid"
     # sshd daemonizes; stdio to the log so it never holds the caller's pipes.
     /usr/sbin/sshd -f "${STATE}/sshd_config" -E "${LOGS}/sshd.log" \
-        </dev/null >>"${LOGS}/sshd.out" 2>&1 ||
+        </dev/null 9>&- >>"${LOGS}/sshd.out" 2>&1 ||
         {
             show_log "${LOGS}/sshd.out"
             show_log "${LOGS}/sshd.log"
@@ -263,7 +280,8 @@ else
 fi
 # Accepting connections and the key login working, checked end to end.
 ssh_probe() {
-    ssh -n -i "${STATE}/id_ed25519" -p "${SSH_PORT}" \
+    # -F /dev/null: root's own ~/.ssh/config must not change this probe.
+    ssh -n -F /dev/null -i "${STATE}/id_ed25519" -p "${SSH_PORT}" \
         -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5 \
         -o UserKnownHostsFile="${STATE}/known_hosts" -o StrictHostKeyChecking=yes \
         "${SSH_USER}@${SSH_HOST}" true
@@ -305,7 +323,7 @@ else
     # munged daemonizes and writes ${MUNGE_PIDFILE}; it must run as the
     # key's owner.
     runuser -u munge -- /usr/sbin/munged \
-        </dev/null >>"${LOGS}/munged.out" 2>&1 ||
+        </dev/null 9>&- >>"${LOGS}/munged.out" 2>&1 ||
         {
             show_log "${LOGS}/munged.out"
             show_log /var/log/munge/munged.log
@@ -415,7 +433,7 @@ if pid=$(pid_of slurmctld); then
 else
     log "starting slurmctld"
     rm -f "${PIDS}/slurmctld.pid"
-    /usr/sbin/slurmctld -f "${SLURM_CONF}" </dev/null >>"${LOGS}/slurmctld.out" 2>&1 || {
+    /usr/sbin/slurmctld -f "${SLURM_CONF}" </dev/null 9>&- >>"${LOGS}/slurmctld.out" 2>&1 || {
         show_log "${LOGS}/slurmctld.out"
         show_log "${LOGS}/slurmctld.log"
         die "slurmctld failed to start"
@@ -425,7 +443,7 @@ else
         exit 1
     }
 fi
-wait_until 15 "slurmctld to answer (scontrol ping)" scontrol ping || {
+wait_until 15 "slurmctld to answer (scontrol ping)" timeout 10 scontrol ping || {
     show_log "${LOGS}/slurmctld.log"
     exit 1
 }
@@ -435,7 +453,7 @@ if pid=$(pid_of slurmd); then
 else
     log "starting slurmd"
     rm -f "${PIDS}/slurmd.pid"
-    /usr/sbin/slurmd -f "${SLURM_CONF}" </dev/null >>"${LOGS}/slurmd.out" 2>&1 || {
+    /usr/sbin/slurmd -f "${SLURM_CONF}" </dev/null 9>&- >>"${LOGS}/slurmd.out" 2>&1 || {
         show_log "${LOGS}/slurmd.out"
         show_log "${LOGS}/slurmd.log"
         die "slurmd failed to start"
@@ -450,20 +468,24 @@ fi
 # DRAINED by an earlier run (e.g. slurmd killed) is resumed.  idle, mix and
 # alloc all mean "up"; mix/alloc happen when jobs from a previous start are
 # still running.
-node_state() { sinfo -h -n "${NODE}" -o %t 2>/dev/null | head -n 1 || true; }
+node_state() { timeout 15 sinfo -h -n "${NODE}" -o %t 2>/dev/null | head -n 1 || true; }
 state=""
-for ((i = 0; i < 150; i++)); do
+deadline=$((SECONDS + 30))
+last_resume=-10
+while true; do
     state=$(node_state)
     case ${state} in
     idle | mix | alloc | comp) break ;;
     down | drain | drng | fail | failg | maint)
         # No "*" suffix: slurmd answers but the node is administratively
         # down; ask for it back (every 2 s at most).
-        if ((i % 10 == 0)); then
-            scontrol update nodename="${NODE}" state=resume >/dev/null 2>&1 || true
+        if ((SECONDS - last_resume >= 2)); then
+            timeout 15 scontrol update nodename="${NODE}" state=resume >/dev/null 2>&1 || true
+            last_resume=${SECONDS}
         fi
         ;;
     esac
+    ((SECONDS < deadline)) || break
     sleep 0.2
 done
 case ${state} in

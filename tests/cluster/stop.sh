@@ -5,9 +5,10 @@
 #   tests/cluster/stop.sh slurmd sshd     stop only these (start.sh uses this
 #                                         to restart a daemon whose config changed)
 #
-# Only processes whose pids start.sh recorded in ${STATE}/pids/ are signalled
-# (never pkill/killall): each gets SIGTERM, then SIGKILL if it is still there
-# after a bounded wait.  A munged that was already running before start.sh
+# Only the processes whose pids start.sh recorded in ${STATE}/pids/, and
+# their descendants (found by parent pid), are signalled - never
+# pkill/killall: each gets SIGTERM, then SIGKILL if it is still there after a
+# bounded wait.  A munged that was already running before start.sh
 # (not recorded) is left alone.  Before slurmctld goes, the jobs still in the
 # queue are cancelled through SLURM so that no job processes are left behind.
 #
@@ -100,6 +101,24 @@ wait_gone() {
     return 1
 }
 
+# descendants PID: PID and every process below it, one pid per line.
+descendants() {
+    local table
+    table=$(ps -e -o pid=,ppid=)
+    awk -v root="$1" '
+        { parent[$1] = $2 }
+        END {
+            want[root] = 1; print root; changed = 1
+            while (changed) {
+                changed = 0
+                for (p in parent)
+                    if (!(p in want) && (parent[p] in want)) {
+                        want[p] = 1; print p; changed = 1
+                    }
+            }
+        }' <<<"${table}"
+}
+
 # terminate NAME PID...: SIGTERM, bounded wait, SIGKILL, bounded wait.
 terminate() {
     local name=$1 p left=()
@@ -129,9 +148,11 @@ cancel_jobs() {
     log "cancelling jobs: ${jobs}"
     # shellcheck disable=SC2086 # word splitting of the job list is intended
     timeout 15 scancel ${jobs} 2>/dev/null || true
-    # Bounded wait for them to leave the running/completing states.
-    for ((i = 0; i < 75; i++)); do
-        jobs=$(timeout 15 squeue -h -t running,completing,suspended -o %i 2>/dev/null) || break
+    # Bounded wait (15 s deadline) for them to leave the running/completing
+    # states, i.e. for slurmd to have killed their processes.
+    local deadline=$((SECONDS + 15))
+    while ((SECONDS < deadline)); do
+        jobs=$(timeout 10 squeue -h -t running,completing,suspended -o %i 2>/dev/null) || break
         [[ -z ${jobs} ]] && return 0
         sleep 0.2
     done
@@ -152,14 +173,11 @@ for name in "${NAMES[@]}"; do
         rm -f "${PIDS}/${name}.pid"
         continue
     fi
-    pids=("${pid}")
-    if [[ ${name} == sshd ]]; then
-        # The listener's per-connection children (open SSH sessions) would
-        # otherwise survive it; they are its direct children, named sshd.
-        while read -r child; do
-            [[ $(cat "/proc/${child}/comm" 2>/dev/null) == sshd ]] && pids+=("${child}")
-        done < <(ps -o pid= --ppid "${pid}" 2>/dev/null || true)
-    fi
+    # The daemon and all its descendants, e.g. sshd's per-connection
+    # processes and the commands running in open SSH sessions (sshd runs
+    # those in a session of their own, so they would otherwise outlive it).
+    # Found by walking parent pids down from the recorded pid.
+    mapfile -t pids < <(descendants "${pid}")
     terminate "${name}" "${pids[@]}" || status=1
     # Daemons usually remove their pid file themselves; make sure.
     rm -f "${PIDS}/${name}.pid"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite on a fresh machine:
+#   1. installs the package with its test extras;
+#   2. as root, installs (Debian packages) and starts the SSH + SLURM test cluster
+#      of tests/cluster/, and stops it again at the end (only what it started);
+#   3. runs pytest (extra arguments are passed on). pytest's "no tests collected"
+#      (exit 5) fails the run like any other failure.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+python3 -m pip install -q -e ".[test]"
+
+if [ "$(id -u)" = 0 ]; then
+    bash tests/cluster/install.sh
+    bash tests/cluster/start.sh
+    trap 'bash tests/cluster/stop.sh' EXIT
+else
+    echo "tests/run.sh: not root, so no SSH/SLURM test cluster: its tests will be skipped." >&2
+fi
+
+python3 -m pytest "$@"
