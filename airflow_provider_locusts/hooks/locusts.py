@@ -38,7 +38,15 @@ class SSHExecutor:
 
     @cached_property
     def client(self):
-        return self.ssh_hook.get_conn()
+        hook = self.ssh_hook
+        try:
+            return hook.get_conn()
+        except Exception as error:
+            # One clear message whatever paramiko raised (refused, timeout, auth, host key).
+            raise SwarmExecutionError(
+                f"cannot open SSH connection {hook.ssh_conn_id!r} to {hook.username}@{hook.remote_host}:{hook.port}: "
+                f"{type(error).__name__}: {error}. Check the connection's host, port, login and key."
+            ) from error
 
     def _exec(self, command: str, payload: bytes, timeout: float | None) -> CommandResult:
         stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout or self.timeout)

@@ -220,6 +220,7 @@ class LocustsSwarmOperator(BaseOperator):
             heartbeat_interval=self.heartbeat_interval,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
+            group_writable=bool(self.shared_root),
             slurm_options=dict(self.slurm_options or {}),
             setup=tuple(self.setup or ()),
             container=self.container or "",

@@ -52,6 +52,7 @@ class EngineOptions:
     heartbeat_interval: int = 5
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
+    group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
     # scheduler="slurm" only: #SBATCH settings, shell lines before the manager, command prefix
     slurm_options: dict = field(default_factory=dict)
     setup: tuple[str, ...] = ()
@@ -122,7 +123,9 @@ class SwarmEngine:
         number = len(ledger["rounds"])
         plans = split_among_managers(todo, self.options.nodes, self.spec.processes, self.options.min_tasks_per_process, number)
 
-        builder = EnvironmentBuilder(self.spec, self.local_root, self.layout.root, self.options.input_staging)
+        builder = EnvironmentBuilder(
+            self.spec, self.local_root, self.layout.root, self.options.input_staging, self.options.group_writable
+        )
         builder.create_root()
         builder.write_task_table()
         builder.stage_shared()

@@ -71,17 +71,36 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
 class EnvironmentBuilder:
     """Creates (or completes, on a retry) the swarm root's folders and files at a local path."""
 
-    def __init__(self, spec: SwarmSpec, local_root: Path, runtime_root: str, input_staging: str = "hardlink"):
+    def __init__(
+        self,
+        spec: SwarmSpec,
+        local_root: Path,
+        runtime_root: str,
+        input_staging: str = "hardlink",
+        group_writable: bool = False,
+    ):
         if input_staging not in INPUT_STAGING_MODES:
             raise SwarmSpecError(f"input_staging must be one of {', '.join(INPUT_STAGING_MODES)}, got {input_staging!r}.")
         self.spec = spec
         self.local = SwarmLayout(str(local_root))
         self.runtime = SwarmLayout(runtime_root)  # the paths the scripts see when they run
         self.input_staging = input_staging
+        # Shared-filesystem mode: the cluster account writes into folders this side
+        # creates, so they are group-writable and setgid (never world-writable).
+        self.dir_mode = 0o2775 if group_writable else 0o755
+
+    def _mkdir(self, path: Path) -> None:
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for p in reversed(missing):
+            p.mkdir(exist_ok=True)
+            os.chmod(p, self.dir_mode)  # explicit: mkdir's mode is cut by the umask
 
     def create_root(self) -> None:
         for d in (self.local.exec_dir, self.local.work_dir, self.local.shared_dir):
-            os.makedirs(d, mode=0o755, exist_ok=True)
+            self._mkdir(Path(d))
 
     def stage_shared(self) -> None:
         """Shared inputs, staged once: kept when already there."""
@@ -118,7 +137,7 @@ class EnvironmentBuilder:
             folder = work / task.folder
             if folder.exists():
                 shutil.rmtree(folder)
-            folder.mkdir(parents=True)
+            self._mkdir(folder)
             for source, relative in task.inputs:
                 place_file(source, folder / relative, self.input_staging)
             write_file(folder / "task.sh", render_task(task))

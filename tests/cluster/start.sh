@@ -209,9 +209,10 @@ chown "${SSH_USER}:${USER_GROUP}" "${AUTH_KEYS}"
 chmod 0600 "${AUTH_KEYS}"
 
 # Shared folder for "remote-shared" mode: the same path seen by root (the
-# Airflow side) and by the SSH user.  Owned by the user, 0755: the user and
-# root (which bypasses file modes) can both write; nobody else can.
-install -d -m 0755 -o "${SSH_USER}" -g "${USER_GROUP}" "${STATE}/shared"
+# Airflow side) and by the SSH user, as on a cluster where both accounts share
+# a group.  Setgid + group-writable (2775): folders root creates inside belong
+# to the user's group, so the user can write into them; nobody else can.
+install -d -m 2775 -o "${SSH_USER}" -g "${USER_GROUP}" "${STATE}/shared"
 
 # ------------------------------------------------------------------- sshd --
 
