@@ -61,6 +61,9 @@ class LocustsSwarmOperator(BaseOperator):
     :param setup: shell lines run before the manager in each SLURM job (e.g. ``module load ...``)
     :param container: command prefix for the manager (e.g. ``apptainer exec image.sif``)
     :param max_failed_fraction: fraction of failed tasks above which the Airflow task fails
+    :param task_retries: times a failed task is run again by its manager
+    :param max_reschedules: times the unfinished tasks of a lost manager (dead process, stale
+        heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
     :param overwrite_outputs: replace files already in output_dir instead of refusing
     :param poll_interval: seconds between polls
@@ -108,6 +111,8 @@ class LocustsSwarmOperator(BaseOperator):
         setup: Sequence[str] | None = None,
         container: str | None = None,
         max_failed_fraction: float = 0.0,
+        task_retries: int = 0,
+        max_reschedules: int = 1,
         input_staging: str = "hardlink",
         overwrite_outputs: bool = False,
         poll_interval: float = 5.0,
@@ -138,6 +143,8 @@ class LocustsSwarmOperator(BaseOperator):
         self.setup = setup
         self.container = container
         self.max_failed_fraction = max_failed_fraction
+        self.task_retries = task_retries
+        self.max_reschedules = max_reschedules
         self.input_staging = input_staging
         self.overwrite_outputs = overwrite_outputs
         self.poll_interval = poll_interval
@@ -153,10 +160,10 @@ class LocustsSwarmOperator(BaseOperator):
     def _check_options(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise SwarmSpecError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}.")
-        for name in ("nodes", "min_tasks_per_process", "heartbeat_interval"):
+        for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SwarmSpecError(f"{name} must be an integer >= 1, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise SwarmSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
         if not 0.0 <= float(self.max_failed_fraction) <= 1.0:
             raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -218,6 +225,7 @@ class LocustsSwarmOperator(BaseOperator):
             nodes=self.nodes,
             min_tasks_per_process=self.min_tasks_per_process,
             heartbeat_interval=self.heartbeat_interval,
+            task_retries=self.task_retries,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
             group_writable=bool(self.shared_root),
@@ -232,6 +240,9 @@ class LocustsSwarmOperator(BaseOperator):
         engine = self._running_engine = self._engine(context)
         round_ = engine.live_round()
         if round_ is not None:
+            # Starting is idempotent: this only starts managers an earlier try recorded
+            # but did not get to start.
+            engine.start(round_)
             self.log.info("Swarm %s: round %d is still running, watching it again.", engine.swarm_id, round_.number)
         else:
             round_ = engine.prepare_round()
@@ -243,16 +254,22 @@ class LocustsSwarmOperator(BaseOperator):
                 "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
                 engine.swarm_id, round_.number, round_.task_count, len(round_.managers), self.scheduler, engine.layout.root,
             )
-        trigger = LocustsSwarmTrigger(
-            root=engine.layout.root,
-            managers=round_.managers,
-            total=round_.task_count,
-            ssh_conn_id=self.ssh_conn_id,
-            poll_interval=self.poll_interval,
-            heartbeat_timeout=self.heartbeat_timeout,
-        )
+        return self._watch(context, engine, round_)
+
+    def _watch(self, context: Context, engine: SwarmEngine, round_: Round) -> dict:
+        """Defer to the trigger until the round ends (or poll in the worker when not deferrable)."""
         if self.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete")
+            self.defer(
+                trigger=LocustsSwarmTrigger(
+                    root=engine.layout.root,
+                    managers=round_.managers,
+                    total=round_.task_count,
+                    ssh_conn_id=self.ssh_conn_id,
+                    poll_interval=self.poll_interval,
+                    heartbeat_timeout=self.heartbeat_timeout,
+                ),
+                method_name="execute_complete",
+            )
         return self.execute_complete(context, self._wait_in_worker(engine, round_))
 
     def _wait_in_worker(self, engine: SwarmEngine, round_: Round) -> dict:
@@ -274,11 +291,22 @@ class LocustsSwarmOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
         if event["status"] == "error":
             raise AirflowException(f"Lost track of the swarm: {event['message']}. It may still be running; a retry resumes watching it.")
-        engine = self._engine(context)
+        engine = self._running_engine = self._engine(context)
         lost_reason = None
         if event["status"] == "lost":
             lost_reason = f"its manager was lost ({event['message']})"
             self.log.warning("Swarm %s: %s", engine.swarm_id, lost_reason)
+            # A manager that only looks dead (hung, unreachable heartbeat) must not run on
+            # beside its replacement.
+            engine.cancel(event["lost"])
+            if engine.reschedules_in_a_row() < self.max_reschedules:
+                round_ = engine.prepare_round(reschedule=True)
+                if round_ is not None:
+                    engine.start(round_)
+                    self.log.info(
+                        "Swarm %s: rescheduled %d unfinished task(s) in round %d", engine.swarm_id, round_.task_count, round_.number
+                    )
+                    return self._watch(context, engine, round_)
         return self._finish(context, engine.gather(lost_reason=lost_reason))
 
     def _finish(self, context: Context, result: SwarmResult) -> dict:

@@ -50,6 +50,7 @@ class EngineOptions:
     nodes: int = 1
     min_tasks_per_process: int = 1
     heartbeat_interval: int = 5
+    task_retries: int = 0  # re-runs of a failed task inside its manager
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
     group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
@@ -111,11 +112,20 @@ class SwarmEngine:
         return None
 
     # --- preparing and starting a round ----------------------------------------------
-    def prepare_round(self) -> Round | None:
-        """Stage what the next round needs; None when every task has already succeeded."""
+    def prepare_round(self, reschedule: bool = False) -> Round | None:
+        """Stage what the next round needs; None when nothing is left to run.
+
+        A new try runs every task that has not succeeded. A reschedule (after a lost
+        manager, within the same try) runs only the tasks that never finished: a task
+        that ended, well or badly, keeps its result.
+        """
         self._pull_events()
-        done = collect.succeeded_indexes(self.local)
-        todo = [t for t in self.spec.tasks if t.index not in done]
+        if reschedule:
+            outcomes = collect.fold_event_files(self.local)
+            todo = [t for t in self.spec.tasks if not (t.index in outcomes and outcomes[t.index].finished)]
+        else:
+            done = collect.succeeded_indexes(self.local)
+            todo = [t for t in self.spec.tasks if t.index not in done]
         if not todo:
             return None
         collect.check_output_dir(self.spec, self.local, self.options.overwrite_outputs)
@@ -130,15 +140,35 @@ class SwarmEngine:
         builder.write_task_table()
         builder.stage_shared()
         builder.stage_tasks(todo)
-        builder.write_managers(plans, self.spec.processes, self.options.heartbeat_interval, self.options.scheduler)
+        builder.write_managers(
+            plans, self.spec.processes, self.options.heartbeat_interval, self.options.scheduler, self.options.task_retries
+        )
         if self.options.scheduler == "slurm":
             self._write_slurm_scripts(plans)
         self._push(["."])
 
         managers = [p.name for p in plans]
-        ledger["rounds"].append({"round": number, "managers": managers, "tasks": len(todo), "scheduler": self.options.scheduler, "prepared_at": time.time()})
+        ledger["rounds"].append(
+            {
+                "round": number,
+                "kind": "reschedule" if reschedule else "start",
+                "managers": managers,
+                "tasks": len(todo),
+                "scheduler": self.options.scheduler,
+                "prepared_at": time.time(),
+            }
+        )
         self._write_ledger(ledger)
         return Round(number, managers, len(todo))
+
+    def reschedules_in_a_row(self) -> int:
+        """Reschedule rounds since the last round started by a try: what `max_reschedules` limits."""
+        count = 0
+        for entry in reversed(self.read_ledger()["rounds"]):
+            if entry.get("kind") != "reschedule":
+                break
+            count += 1
+        return count
 
     def _write_slurm_scripts(self, plans) -> None:
         directives = sbatch_directives(self.options.slurm_options, self.spec.processes)
@@ -171,10 +201,10 @@ class SwarmEngine:
         result.check("polling the swarm")
         return parse_poll_output(result.stdout)
 
-    def cancel(self) -> None:
-        """Stop every manager of every round, and their running tasks."""
-        ledger = self.read_ledger()
-        managers = [m for r in ledger["rounds"] for m in r["managers"]]
+    def cancel(self, managers: list[str] | None = None) -> None:
+        """Stop the given managers (default: every manager of every round) and their running tasks."""
+        if managers is None:
+            managers = [m for r in self.read_ledger()["rounds"] for m in r["managers"]]
         if managers:
             self.executor.run_script(render("cancel.sh.j2"), [self.layout.exec_dir, *managers]).check("cancelling the swarm")
 

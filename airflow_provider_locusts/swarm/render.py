@@ -66,10 +66,11 @@ class TaskScriptRenderer:
         )
 
 
-def render_manager(layout: SwarmLayout, manager: str, processes: int, heartbeat_interval: int) -> str:
+def render_manager(layout: SwarmLayout, manager: str, processes: int, heartbeat_interval: int, task_retries: int = 0) -> str:
     return render(
         "manager.sh.j2",
         manager=manager,
+        task_retries=task_retries,
         root=layout.root,
         processes=processes,
         heartbeat_interval=heartbeat_interval,

@@ -142,14 +142,16 @@ class EnvironmentBuilder:
                 place_file(source, folder / relative, self.input_staging)
             write_file(folder / "task.sh", render_task(task))
 
-    def write_managers(self, plans: Sequence[ManagerPlan], processes: int, heartbeat_interval: int, scheduler: str) -> None:
+    def write_managers(
+        self, plans: Sequence[ManagerPlan], processes: int, heartbeat_interval: int, scheduler: str, task_retries: int = 0
+    ) -> None:
         exec_dir = Path(self.local.exec_dir)
         for plan in plans:
             with open(self.local.manager_file(plan.name, "tasks"), "w", encoding="utf-8") as f:
                 f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
             write_file(
                 Path(self.local.manager_file(plan.name, "sh")),
-                render_manager(self.runtime, plan.name, processes, heartbeat_interval),
+                render_manager(self.runtime, plan.name, processes, heartbeat_interval, task_retries),
                 0o755,
             )
         write_file(exec_dir / "poll.sh", render_poll(self.runtime, scheduler), 0o755)
