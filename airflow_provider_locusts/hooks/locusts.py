@@ -7,6 +7,7 @@ Without `ssh_conn_id` the same interface runs everything on this machine.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shlex
 import subprocess
@@ -97,24 +98,80 @@ class SSHTarTransfer:
             archive.extractall(local_root, filter="data")
 
 
-class AsyncSSHExecutor:
-    """Runs scripts on the SSH host from the triggerer's event loop (asyncssh), one connection reused."""
+class _SharedConnection:
+    """One asyncssh connection to a host, shared by every trigger of this event loop."""
 
     def __init__(self, ssh_conn_id: str):
         self.ssh_conn_id = ssh_conn_id
-        self._conn = None
+        self.users = 0
+        self.conn = None
+        self.lock = asyncio.Lock()
+        # sshd caps the channels open at once on one connection (MaxSessions, 10 by default).
+        self.channels = asyncio.Semaphore(MAX_CHANNELS_PER_CONNECTION)
+
+    async def get(self):
+        async with self.lock:
+            if self.conn is None:
+                self.conn = await SSHHookAsync(ssh_conn_id=self.ssh_conn_id).get_conn()
+            return self.conn
+
+    async def drop(self, broken) -> None:
+        """Forget a broken connection so the next call opens a new one."""
+        async with self.lock:
+            if self.conn is broken and broken is not None:
+                self.conn = None
+                broken.close()
+
+
+MAX_CHANNELS_PER_CONNECTION = 8
+# (event loop, ssh_conn_id) → shared connection: a triggerer runs all its triggers in one loop.
+_shared_connections: dict[tuple[int, str], _SharedConnection] = {}
+
+
+class AsyncSSHExecutor:
+    """Runs scripts on the SSH host from the triggerer's event loop (asyncssh).
+
+    Executors of the same connection share one SSH connection per event loop, so fifty
+    deferred swarms on one cluster open one connection, not fifty.
+    """
+
+    def __init__(self, ssh_conn_id: str):
+        self.ssh_conn_id = ssh_conn_id
+        self._shared: _SharedConnection | None = None
+
+    def _acquire(self) -> _SharedConnection:
+        if self._shared is None:
+            key = (id(asyncio.get_running_loop()), self.ssh_conn_id)
+            shared = _shared_connections.get(key)
+            if shared is None:
+                shared = _shared_connections[key] = _SharedConnection(self.ssh_conn_id)
+            shared.users += 1
+            self._shared = shared
+        return self._shared
 
     async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
-        if self._conn is None:
-            self._conn = await SSHHookAsync(ssh_conn_id=self.ssh_conn_id).get_conn()
-        result = await self._conn.run(shlex.join(bash_command(args)), input=script, timeout=timeout, check=False, encoding=None)
+        shared = self._acquire()
+        conn = await shared.get()
+        try:
+            async with shared.channels:
+                result = await conn.run(
+                    shlex.join(bash_command(args)), input=script.encode(), timeout=timeout, check=False, encoding=None
+                )
+        except Exception:
+            await shared.drop(conn)
+            raise
         return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
 
     async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
-            await conn.wait_closed()
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        shared.users -= 1
+        if shared.users <= 0:
+            _shared_connections.pop((id(asyncio.get_running_loop()), self.ssh_conn_id), None)
+            if shared.conn is not None:
+                shared.conn.close()
+                await shared.conn.wait_closed()
 
 
 class LocustsHook(BaseHook):

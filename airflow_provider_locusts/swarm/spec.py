@@ -203,6 +203,11 @@ def _tasks_from_args(
             )
         if any("\0" in v for v in values):
             raise SwarmSpecError(f"args[{i}] contains a NUL character, which no shell argument can hold.")
+        try:
+            for v in values:
+                v.encode("utf-8", "surrogateescape")  # how task.sh is written
+        except UnicodeEncodeError:
+            raise SwarmSpecError(f"args[{i}] contains a lone surrogate, which is not text: pass valid Unicode strings.") from None
         resolved.append((str(i), (), values))
     return _assemble(resolved, output_templates, batch_size)
 

@@ -110,8 +110,8 @@ class LocustsSwarmTrigger(BaseTrigger):
                         yield TriggerEvent(self._event("error", progress, f"the swarm's host could not be polled {failures} times in a row: {error}"))
                         return
                     delay = self._backoff(failures)
+                    # The broken connection was dropped; the next poll opens a new one.
                     self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
-                    await executor.close()
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
