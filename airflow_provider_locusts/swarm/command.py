@@ -44,63 +44,43 @@ class CommandTemplate:
 
     @classmethod
     def parse(cls, command: str, shared_names: set[str]) -> CommandTemplate:
+        scanner = _QuoteScanner(command)
         out: list[str] = []
         used_shared: set[str] = set()
         max_arg: int | None = None
         uses_id = False
-        state = "plain"  # plain | single | double
-        i = 0
-        while i < len(command):
-            ch = command[i]
-            if ch == "<":
-                m = _HANDLE.match(command, i)
-                if m:
-                    token = m.group(0)
-                    if state == "single":
-                        raise SwarmSpecError(
-                            f"command has {token} inside single quotes, where the shell expands nothing: "
-                            "move it outside the quotes or use double quotes."
-                        )
-                    if token == "<id>":
-                        var = ID_VAR
-                        uses_id = True
-                    elif token.startswith("<shared>"):
-                        name = m.group(1)
-                        if not name:
-                            raise SwarmSpecError("command has <shared> without a name after it: write <shared>NAME with NAME a key of shared_inputs.")
-                        if name not in shared_names:
-                            known = ", ".join(sorted(shared_names)) or "none"
-                            raise SwarmSpecError(f"command uses <shared>{name} but shared_inputs has no {name!r} (known: {known}).")
-                        used_shared.add(name)
-                        var = shared_var(name)
-                    else:
-                        k = int(m.group(2))
-                        max_arg = k if max_arg is None else max(max_arg, k)
-                        var = arg_var(k)
-                    out.append("${%s}" % var if state == "double" else '"${%s}"' % var)
-                    i = m.end()
-                    continue
-            out.append(ch)
-            if state == "plain":
-                if ch == "\\" and i + 1 < len(command):
-                    out.append(command[i + 1])
-                    i += 1
-                elif ch == "'":
-                    state = "single"
-                elif ch == '"':
-                    state = "double"
-            elif state == "single":
-                if ch == "'":
-                    state = "plain"
-            elif state == "double":
-                if ch == "\\" and i + 1 < len(command):
-                    out.append(command[i + 1])
-                    i += 1
-                elif ch == '"':
-                    state = "plain"
-            i += 1
-        if state != "plain":
-            raise SwarmSpecError(f"command has an unclosed {state} quote: close it so the shell can parse the command.")
+        while not scanner.at_end():
+            m = _HANDLE.match(command, scanner.pos) if command[scanner.pos] == "<" else None
+            if m is None:
+                out.append(scanner.advance())
+                continue
+            token = m.group(0)
+            context = scanner.context()
+            if context == "single":
+                raise SwarmSpecError(
+                    f"command has {token} inside single quotes (or a quoted here-document), where the shell "
+                    "expands nothing: move it outside the quotes or use double quotes."
+                )
+            if token == "<id>":
+                var = ID_VAR
+                uses_id = True
+            elif token.startswith("<shared>"):
+                name = m.group(1)
+                if not name:
+                    raise SwarmSpecError("command has <shared> without a name after it: write <shared>NAME with NAME a key of shared_inputs.")
+                if name not in shared_names:
+                    known = ", ".join(sorted(shared_names)) or "none"
+                    raise SwarmSpecError(f"command uses <shared>{name} but shared_inputs has no {name!r} (known: {known}).")
+                used_shared.add(name)
+                var = shared_var(name)
+            else:
+                k = int(m.group(2))
+                max_arg = k if max_arg is None else max(max_arg, k)
+                var = arg_var(k)
+            # Inside double quotes (or a here-document body) the quotes would be literal.
+            out.append("${%s}" % var if context == "double" else '"${%s}"' % var)
+            scanner.pos = m.end()
+        scanner.check_closed()
         return cls(
             source=command,
             script="".join(out),
@@ -108,3 +88,132 @@ class CommandTemplate:
             max_arg_index=max_arg,
             uses_id=uses_id,
         )
+
+
+class _QuoteScanner:
+    """Tracks bash's quoting context through a command, one character at a time.
+
+    Contexts nest: plain text, 'single', "double", $( command substitution ) and
+    `backticks` (both plain inside, even within double quotes), # comments, and
+    here-document bodies (like double quotes, or like single quotes when the
+    delimiter is quoted).
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+        self.stack: list[list] = [["plain", 0]]  # [kind, open parentheses] per frame
+        self.pending_heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip tabs)
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def context(self) -> str:
+        kind = self.stack[-1][0]
+        if kind in ("single", "heredoc-quoted"):
+            return "single"
+        if kind in ("double", "heredoc"):
+            return "double"
+        return "plain"
+
+    def _push(self, kind: str) -> None:
+        self.stack.append([kind, 0])
+
+    def advance(self) -> str:
+        """Consume what starts at pos (one character, or a pair that changes context); return it."""
+        text, i = self.text, self.pos
+        ch = text[i]
+        two = text[i : i + 2]
+        frame = self.stack[-1]
+        kind = frame[0]
+        if kind == "single":
+            if ch == "'":
+                self.stack.pop()
+            return self._take(1)
+        if kind == "comment":
+            if ch == "\n":
+                self.stack.pop()
+                return self._newline()
+            return self._take(1)
+        if kind in ("heredoc", "heredoc-quoted"):
+            return self._heredoc_line()
+        if ch == "\\":
+            return self._take(2)
+        if kind == "double":
+            if ch == '"':
+                self.stack.pop()
+            elif two == "$(":
+                self._push("subst")
+                return self._take(2)
+            elif ch == "`":
+                self._push("backtick")
+            return self._take(1)
+        # plain, subst or backtick: shell code
+        if kind == "backtick" and ch == "`":
+            self.stack.pop()
+        elif ch == "'":
+            self._push("single")
+        elif ch == '"':
+            self._push("double")
+        elif two == "$(":
+            self._push("subst")
+            return self._take(2)
+        elif ch == "`":
+            self._push("backtick")
+        elif ch == "(" and kind == "subst":
+            frame[1] += 1
+        elif ch == ")" and kind == "subst":
+            if frame[1] == 0:
+                self.stack.pop()
+            else:
+                frame[1] -= 1
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n;&|("):
+            self._push("comment")
+        elif two == "<<" and text[i : i + 3] != "<<<":
+            return self._heredoc_operator()
+        elif ch == "\n":
+            return self._newline()
+        return self._take(1)
+
+    def _take(self, n: int) -> str:
+        piece = self.text[self.pos : self.pos + n]
+        self.pos += n
+        return piece
+
+    def _newline(self) -> str:
+        piece = self._take(1)
+        # Here-document bodies start on the line after their operator, in order.
+        for delimiter, quoted, strip in reversed(self.pending_heredocs):
+            self.stack.append(["heredoc-quoted" if quoted else "heredoc", (delimiter, strip)])
+        self.pending_heredocs.clear()
+        return piece
+
+    def _heredoc_operator(self) -> str:
+        m = re.compile(r"<<(-?)[ \t]*(?:'([^']*)'|\"([^\"]*)\"|\\?([^\s;&|<>()]+))").match(self.text, self.pos)
+        if not m:
+            return self._take(2)
+        strip, single, double, bare = m.groups()
+        delimiter = single if single is not None else double if double is not None else bare
+        quoted = single is not None or double is not None or self.text[m.start() + 2 + len(strip) :].lstrip(" \t").startswith("\\")
+        self.pending_heredocs.append((delimiter, quoted, bool(strip)))
+        return self._take(m.end() - self.pos)
+
+    def _heredoc_line(self) -> str:
+        """At the start of a body line: the delimiter line ends the body; otherwise consume one character."""
+        delimiter, strip = self.stack[-1][1]
+        at_line_start = self.pos == 0 or self.text[self.pos - 1] == "\n"
+        if at_line_start:
+            end = self.text.find("\n", self.pos)
+            line = self.text[self.pos : end if end >= 0 else len(self.text)]
+            if (line.lstrip("\t") if strip else line) == delimiter:
+                self.stack.pop()
+                return self._take(len(line))
+        if self.text[self.pos] == "\\" and self.stack[-1][0] == "heredoc":
+            return self._take(2)
+        return self._take(1)
+
+    def check_closed(self) -> None:
+        kind = self.stack[-1][0]
+        if kind in ("single", "double", "subst", "backtick"):
+            names = {"single": "single quote", "double": "double quote", "subst": "$( substitution", "backtick": "backtick"}
+            raise SwarmSpecError(f"command has an unclosed {names[kind]}: close it so the shell can parse the command.")

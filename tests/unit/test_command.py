@@ -82,9 +82,7 @@ def test_rendered_reference_expands_to_exactly_the_value(value, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-# Known defects, kept visible: a handle inside a command substitution that itself sits in
-# double quotes is emitted unquoted, so the value is word-split and globbed there.
-@pytest.mark.xfail(strict=True, reason='command.py: "$(... <id> ...)" inside double quotes emits ${LOCUSTS_ID} unquoted')
+# A command substitution inside double quotes is shell code again: the handle is quoted there.
 @pytest.mark.parametrize("command", ['echo "$(printf %s <id>)"', 'echo "$(printf %s "<id>")"', 'echo "`printf %s <id>`"'])
 def test_handle_inside_command_substitution_in_double_quotes(command, tmp_path):
     script = parse(command).script
@@ -93,9 +91,34 @@ def test_handle_inside_command_substitution_in_double_quotes(command, tmp_path):
     assert out == "a  b\n"
 
 
-@pytest.mark.xfail(strict=True, reason="command.py: in a here-document body a handle becomes \"${LOCUSTS_ID}\" and the quotes are printed")
 def test_handle_in_here_document(tmp_path):
     script = parse("cat <<EOF\n<id>\nEOF").script
     out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "abc", "PATH": "/usr/bin:/bin"},
                          capture_output=True, timeout=10).stdout.decode()
     assert out == "abc\n"
+
+
+def test_handle_in_quoted_here_document_is_refused():
+    with pytest.raises(SwarmSpecError, match="single quotes"):
+        parse("cat <<'EOF'\n<id>\nEOF")
+
+
+def test_here_document_ends_at_its_delimiter(tmp_path):
+    script = parse("cat <<-END\n\t<id> in\n\tEND\necho <id> out").script
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "a  b", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, timeout=10).stdout.decode()
+    assert out == "a  b in\na  b out\n"
+
+
+def test_apostrophe_in_a_comment_is_not_a_quote(tmp_path):
+    script = parse("echo <id> # don't split\necho '<x>' <id>").script
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "a  b", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, timeout=10).stdout.decode()
+    assert out == "a  b\n<x> a  b\n"
+
+
+def test_arithmetic_substitution_closes_properly(tmp_path):
+    script = parse('echo "$((1 + 2))" <arg0>').script
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ARG_0": "x y", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, timeout=10).stdout.decode()
+    assert out == "3 x y\n"
