@@ -66,6 +66,7 @@ class LocustsSwarmOperator(BaseOperator):
         heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
     :param overwrite_outputs: replace files already in output_dir instead of refusing
+    :param cleanup: remove the swarm root once every task succeeded and its outputs are collected
     :param poll_interval: seconds between polls
     :param heartbeat_interval: seconds between a manager's heartbeats
     :param heartbeat_timeout: seconds without heartbeat before a manager counts as lost
@@ -115,6 +116,7 @@ class LocustsSwarmOperator(BaseOperator):
         max_reschedules: int = 1,
         input_staging: str = "hardlink",
         overwrite_outputs: bool = False,
+        cleanup: bool = False,
         poll_interval: float = 5.0,
         heartbeat_interval: int = 10,
         heartbeat_timeout: float = 120.0,
@@ -147,6 +149,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.max_reschedules = max_reschedules
         self.input_staging = input_staging
         self.overwrite_outputs = overwrite_outputs
+        self.cleanup = cleanup
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -311,6 +314,9 @@ class LocustsSwarmOperator(BaseOperator):
 
     def _finish(self, context: Context, result: SwarmResult) -> dict:
         summary = result.summary()
+        if self.cleanup and not result.failed:
+            self._running_engine.cleanup()
+            self.log.info("Swarm %s: removed its root %s", result.swarm_id, self._running_engine.layout.root)
         ti = context["ti"]
         ti.xcom_push(key="succeeded", value=summary["succeeded"])
         ti.xcom_push(key="failed", value=summary["failed"])

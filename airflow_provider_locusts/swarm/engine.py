@@ -9,13 +9,14 @@ copy that a Transfer ships over (remote copy mode).
 from __future__ import annotations
 
 import json
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from airflow_provider_locusts.swarm import collect
-from airflow_provider_locusts.swarm.executor import Executor
+from airflow_provider_locusts.swarm.executor import Executor, LocalExecutor, SwarmExecutionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
 from airflow_provider_locusts.swarm.render import render
@@ -27,6 +28,13 @@ SCHEDULERS = ("direct", "slurm")
 
 # Runs the swarm's own poll.sh (staged in exec/) with the offsets as arguments.
 POLL_COMMAND = 'script=$1; shift; exec bash "$script" "$@"'
+
+
+# Removes a swarm root only when it holds the files every swarm root has.
+CLEANUP_SCRIPT = (
+    'root=$1; if [ ! -f "$root/exec/ledger.json" ] || [ ! -f "$root/exec/tasks.jsonl" ]; then '
+    'echo "refusing to remove $root: not a swarm root" >&2; exit 1; fi; rm -rf -- "$root"'
+)
 
 
 def poll_arguments(layout: SwarmLayout, offsets: dict[str, int | None]) -> list[str]:
@@ -212,6 +220,16 @@ class SwarmEngine:
     def gather(self, lost_reason: str | None = None) -> collect.SwarmResult:
         self._pull_for_gather()
         return collect.gather(self.spec, self.local, self.swarm_id, self.options.overwrite_outputs, lost_reason)
+
+    def cleanup(self) -> None:
+        """Remove the swarm root (and a local staging copy). Refuses any folder that is not
+        this swarm's root: its name must be the swarm id and it must hold our ledger."""
+        for where, root, runner in (("host", self.layout.root, self.executor), ("staging", str(self.local_root), None)):
+            if runner is None and (self.transfer is None or not self.local_root.exists()):
+                continue
+            if posixpath.basename(root.rstrip("/")) != self.swarm_id:
+                raise SwarmExecutionError(f"refusing to remove {root}: it is not named after swarm {self.swarm_id}")
+            (runner or LocalExecutor()).run_script(CLEANUP_SCRIPT, [root]).check(f"removing the swarm root {root} ({where})")
 
     # --- copy mode (no-ops when the root is local or shared) ---------------------------
     def _push(self, relative_paths: list[str]) -> None:

@@ -128,3 +128,35 @@ def test_branch_example_takes_the_failure_branch(run_dag, tmp_path, monkeypatch)
     out = Path(result.xcom("swarm")["output_dir"])
     assert (out / "square_0.txt").read_text() == "1\n"
     assert not (out / "square_6.txt").exists()
+
+
+def test_cleanup_removes_the_swarm_root_after_full_success_only(run_dag, tmp_path):
+    command = "cp in_<id>.txt a_<id>.txt; cp in_<id>.txt b_<id>.txt"
+    result = run_dag(swarm_dag("cleanup_success", tmp_path, command, n=10, cleanup=True))
+
+    assert result.task_states() == {"swarm": "success"}
+    assert list((tmp_path / "swarms").iterdir()) == []
+    assert (tmp_path / "out" / "a_9.txt").read_text() == "value 9\n"
+
+
+def test_cleanup_keeps_the_root_when_tasks_failed(run_dag, tmp_path):
+    result = run_dag(swarm_dag("cleanup_failure", tmp_path, THREE_FAILURES, cleanup=True, max_failed_fraction=0.5))
+
+    assert result.task_states() == {"swarm": "success"}
+    (root,) = (tmp_path / "swarms").iterdir()
+    assert (root / "work" / "batch_0" / "task_5" / "stdout.txt").exists()
+
+
+def test_cleanup_refuses_a_folder_that_is_not_a_swarm_root(tmp_path):
+    from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
+    from airflow_provider_locusts.swarm.executor import LocalExecutor, SwarmExecutionError
+    from airflow_provider_locusts.swarm.spec import build_spec
+
+    precious = tmp_path / "my-swarm"
+    precious.mkdir()
+    (precious / "data.txt").write_text("mine")
+    spec = build_spec(command="true", args=[[1]], output_dir=tmp_path / "out")
+    engine = SwarmEngine(spec, "my-swarm", str(precious), LocalExecutor(), EngineOptions())
+    with pytest.raises(SwarmExecutionError, match="not a swarm root"):
+        engine.cleanup()
+    assert (precious / "data.txt").read_text() == "mine"
