@@ -63,9 +63,12 @@ class SSHExecutor:
             return self._exec(command, stdin_data, timeout)
         return self._exec(shlex.join(bash_command(args)), script.encode(), timeout)
 
-    def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
+    def reset(self) -> None:
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.close()
+
+    close = reset
 
 
 class SSHTarTransfer:

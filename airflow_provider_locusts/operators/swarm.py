@@ -16,7 +16,7 @@ from airflow_provider_locusts.swarm.collect import SwarmResult
 from airflow_provider_locusts.swarm.command import SwarmSpecError
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, Round, SwarmEngine
 from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
-from airflow_provider_locusts.swarm.progress import SwarmProgress, assess
+from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, poll_backoff
 from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
@@ -70,6 +70,8 @@ class LocustsSwarmOperator(BaseOperator):
     :param poll_interval: seconds between polls
     :param heartbeat_interval: seconds between a manager's heartbeats
     :param heartbeat_timeout: seconds without heartbeat before a manager counts as lost
+    :param max_poll_failures: failed polls in a row (SSH down; retried with exponential backoff,
+        1 s doubling up to 60 s) before the task fails; the swarm keeps running and a retry resumes it
     :param deferrable: wait in the triggerer (default) instead of holding a worker slot
     """
 
@@ -120,6 +122,7 @@ class LocustsSwarmOperator(BaseOperator):
         poll_interval: float = 5.0,
         heartbeat_interval: int = 10,
         heartbeat_timeout: float = 120.0,
+        max_poll_failures: int = 8,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -153,6 +156,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.max_poll_failures = max_poll_failures
         self.deferrable = deferrable
 
     # --- building blocks -------------------------------------------------------------
@@ -163,7 +167,7 @@ class LocustsSwarmOperator(BaseOperator):
     def _check_options(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise SwarmSpecError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}.")
-        for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0)):
+        for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0), ("max_poll_failures", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise SwarmSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -270,6 +274,7 @@ class LocustsSwarmOperator(BaseOperator):
                     ssh_conn_id=self.ssh_conn_id,
                     poll_interval=self.poll_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
+                    max_poll_failures=self.max_poll_failures,
                 ),
                 method_name="execute_complete",
             )
@@ -278,9 +283,20 @@ class LocustsSwarmOperator(BaseOperator):
     def _wait_in_worker(self, engine: SwarmEngine, round_: Round) -> dict:
         """Non-deferrable path: the same polling as the trigger, in the worker."""
         progress = SwarmProgress(total=round_.task_count, offsets={m: 0 for m in round_.managers})
-        started, last_line = time.monotonic(), None
+        started, last_line, failures = time.monotonic(), None, 0
         while True:
-            poll = engine.poll(progress.offsets)
+            try:
+                poll = engine.poll(progress.offsets)
+            except Exception as error:  # SSH dropped, host unreachable: back off and reconnect
+                failures += 1
+                if failures > self.max_poll_failures:
+                    return {"status": "error", "message": f"the swarm's host could not be polled {failures} times in a row: {error}"}
+                delay = poll_backoff(failures)
+                self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
+                engine.executor.reset()
+                time.sleep(delay)
+                continue
+            failures = 0
             for manager, chunk in poll.chunks.items():
                 progress.feed(manager, chunk)
             if progress.line() != last_line:

@@ -34,6 +34,9 @@ class Executor(Protocol):
 
     def run_script(self, script: str, args: list[str] | None = None, stdin_data: bytes | None = None, timeout: float | None = None) -> CommandResult: ...
 
+    def reset(self) -> None:
+        """Forget a connection that may be broken; the next call opens a new one."""
+
 
 class AsyncExecutor(Protocol):
     """Runs bash scripts where the swarm root lives, without blocking an event loop."""
@@ -50,6 +53,9 @@ def bash_command(args: list[str] | None) -> list[str]:
 
 class LocalExecutor:
     """Runs scripts on this machine."""
+
+    def reset(self) -> None:
+        return None
 
     def run_script(self, script: str, args: list[str] | None = None, stdin_data: bytes | None = None, timeout: float | None = None) -> CommandResult:
         if stdin_data is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -167,3 +168,10 @@ def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict
     unfinished = [s for s in poll.managers.values() if s.state != "done" and s.name not in lost]
     details = [f"{s.name}: {s.state}" + (f" (job {s.job_state})" if s.job_state else "") for s in poll.managers.values() if s.name in lost]
     return Verdict(finished=not unfinished, lost=lost, detail="; ".join(details))
+
+
+def poll_backoff(failures: int) -> float:
+    """Seconds before the next poll after `failures` failed ones in a row: 1, 2, 4 … capped at
+    60, plus up to half again at random so many watchers do not retry in lockstep."""
+    base = min(2 ** (failures - 1), 60)
+    return base + random.uniform(0, base / 2)

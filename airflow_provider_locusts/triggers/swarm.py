@@ -7,7 +7,6 @@ connection) returning the managers' states and only the events since the last of
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_locusts.hooks.locusts import LocustsHook
 from airflow_provider_locusts.swarm.engine import POLL_COMMAND, poll_arguments
 from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, parse_poll_output
+from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, parse_poll_output, poll_backoff
 from airflow_provider_locusts.swarm.render import render
 
 # Connection-level errors worth a reconnect: sshd restarts, dropped links, timeouts.
@@ -86,10 +85,6 @@ class LocustsSwarmTrigger(BaseTrigger):
             },
         )
 
-    def _backoff(self, failures: int) -> float:
-        base = min(2 ** (failures - 1), 60)
-        return base + random.uniform(0, base / 2)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         layout = SwarmLayout(self.root)
         progress = SwarmProgress(total=self.total, offsets=self.offsets, **self.counts)
@@ -109,7 +104,7 @@ class LocustsSwarmTrigger(BaseTrigger):
                     if failures > self.max_poll_failures:
                         yield TriggerEvent(self._event("error", progress, f"the swarm's host could not be polled {failures} times in a row: {error}"))
                         return
-                    delay = self._backoff(failures)
+                    delay = poll_backoff(failures)
                     # The broken connection was dropped; the next poll opens a new one.
                     self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
                     await asyncio.sleep(delay)
