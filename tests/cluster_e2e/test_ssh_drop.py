@@ -1,0 +1,130 @@
+"""SSH to the cluster goes down while a swarm is being watched: the real sshd is stopped
+(tests/cluster/stop.sh sshd) and started again later, while dag.test() runs the swarm.
+
+- Down for 30 s: the trigger reconnects with bounded exponential backoff and the swarm
+  completes in the same try, with no task run twice and no second round.
+- Down past `max_poll_failures`: the try fails saying so, the swarm keeps running on the
+  host, and the Airflow retry resumes watching it — still no task run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
+
+from .conftest import CONN_ID, unique_name
+
+pytestmark = pytest.mark.cluster
+
+CLUSTER_SCRIPTS = Path(__file__).resolve().parents[1] / "cluster"
+
+
+class SshOutage(threading.Thread):
+    """Once the swarm's ledger exists (it was staged and started), waits `after` seconds,
+    stops the test sshd, and starts it again `for_seconds` later."""
+
+    def __init__(self, ledger: Path, after: float, for_seconds: float):
+        super().__init__(daemon=True)
+        self.ledger, self.after, self.for_seconds = ledger, after, for_seconds
+        self.stopped_at = self.restarted_at = None
+        self.error = None
+
+    def run(self) -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while not self.ledger.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.ledger} never appeared")
+                time.sleep(0.2)
+            time.sleep(self.after)
+            subprocess.run(["bash", str(CLUSTER_SCRIPTS / "stop.sh"), "sshd"], check=True, capture_output=True, timeout=60)
+            self.stopped_at = time.monotonic()
+            time.sleep(self.for_seconds)
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            self.error = error
+        finally:
+            subprocess.run(["bash", str(CLUSTER_SCRIPTS / "start.sh")], check=False, capture_output=True, timeout=120)
+            self.restarted_at = time.monotonic()
+
+
+def sleepy_swarm_dag(dag_id: str, tmp_path: Path, remote_root: str, swarm_id: str, **kwargs) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        LocustsSwarmOperator(
+            task_id="swarm",
+            command="sleep 1; echo <arg0> > out_<id>.txt",
+            args=[[i] for i in range(30)],
+            outputs=["out_<id>.txt"],
+            output_dir=str(tmp_path / "out"),
+            work_root=str(tmp_path / "staging"),
+            swarm_id=swarm_id,
+            ssh_conn_id=CONN_ID,
+            remote_root=remote_root,
+            processes=2,
+            poll_interval=1,
+            heartbeat_interval=2,
+            # Longer than the outage: a heartbeat that could not be read is not a lost manager.
+            heartbeat_timeout=120,
+            **kwargs,
+        )
+    return dag
+
+
+def starts_per_task(staging_root: Path) -> Counter:
+    starts = Counter()
+    for events in (staging_root / "exec").glob("events_*"):
+        for line in events.read_text().splitlines():
+            parts = line.split()
+            if parts[2] == "start":
+                starts[parts[1]] += 1
+    return starts
+
+
+def assert_ran_once_in_one_round(tmp_path: Path, swarm_id: str) -> None:
+    staging = tmp_path / "staging" / swarm_id
+    assert len(json.loads((staging / "exec" / "ledger.json").read_text())["rounds"]) == 1
+    assert starts_per_task(staging) == Counter({str(i): 1 for i in range(30)})
+    for i in range(30):
+        assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"{i}\n"
+
+
+def test_trigger_reconnects_after_a_30_s_outage_and_the_swarm_completes(cluster, run_dag, tmp_path, remote_root):
+    swarm_id = unique_name("drop")
+    outage = SshOutage(tmp_path / "staging" / swarm_id / "exec" / "ledger.json", after=2, for_seconds=30)
+    outage.start()
+    result = run_dag(sleepy_swarm_dag("ssh_outage_30s", tmp_path, remote_root, swarm_id))
+    outage.join(timeout=180)
+
+    assert outage.error is None, outage.error
+    assert outage.stopped_at is not None and outage.restarted_at is not None
+    assert result.task_states() == {"swarm": "success"}
+    assert result.try_number("swarm") == 1
+    assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
+    assert_ran_once_in_one_round(tmp_path, swarm_id)
+
+
+def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_swarm(cluster, run_dag, tmp_path, remote_root):
+    swarm_id = unique_name("drop")
+    outage = SshOutage(tmp_path / "staging" / swarm_id / "exec" / "ledger.json", after=2, for_seconds=10)
+    outage.start()
+    dag = sleepy_swarm_dag(
+        "ssh_outage_past_limit", tmp_path, remote_root, swarm_id,
+        max_poll_failures=1, retries=1, retry_delay=timedelta(seconds=15),
+    )
+    result = run_dag(dag)
+    outage.join(timeout=180)
+
+    assert outage.error is None, outage.error
+    assert result.task_states() == {"swarm": "success"}
+    assert result.try_number("swarm") == 2
+    assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
+    assert_ran_once_in_one_round(tmp_path, swarm_id)
