@@ -7,6 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 LIVE_STATES = frozenset({"running", "starting", "queued"})
+ACTIVE_JOB_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"})
+# SLURM job states that end a job early: its manager's unfinished tasks were cut off, even
+# when the manager itself got to write its done file.
+FAILED_JOB_STATES = frozenset(
+    {"TIMEOUT", "CANCELLED", "FAILED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+)
 
 
 @dataclass(frozen=True)
@@ -159,13 +165,19 @@ def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict
     or it never started within heartbeat_timeout (queued jobs may wait as long as SLURM says)."""
     lost = []
     for status in poll.managers.values():
-        if status.state == "dead":
+        if status.state == "dead" or (status.state == "done" and status.job_state in FAILED_JOB_STATES):
             lost.append(status.name)
         elif status.state == "running" and status.heartbeat_age is not None and status.heartbeat_age > heartbeat_timeout:
             lost.append(status.name)
         elif status.state == "starting" and status.job_state is None and waited > heartbeat_timeout:
             lost.append(status.name)
-    unfinished = [s for s in poll.managers.values() if s.state != "done" and s.name not in lost]
+    # A done manager whose job is still active waits for the job's final state: a job cut
+    # short (TIMEOUT, CANCELLED…) can let its manager write "done" just before it ends.
+    unfinished = [
+        s
+        for s in poll.managers.values()
+        if s.name not in lost and (s.state != "done" or s.job_state in ACTIVE_JOB_STATES)
+    ]
     details = [f"{s.name}: {s.state}" + (f" (job {s.job_state})" if s.job_state else "") for s in poll.managers.values() if s.name in lost]
     return Verdict(finished=not unfinished, lost=lost, detail="; ".join(details))
 

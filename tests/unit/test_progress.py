@@ -189,3 +189,25 @@ def test_parse_poll_output_rejects_stray_lines_with_value_error(data):
     """A stray line (e.g. a login banner) is a ValueError naming the line, not an IndexError."""
     with pytest.raises(ValueError, match="unexpected line in poll output"):
         parse_poll_output(data)
+
+
+def _poll_of(*statuses):
+    from airflow_provider_locusts.swarm.progress import ManagerStatus, PollResult
+
+    return PollResult(now=0, managers={s.name: s for s in (ManagerStatus(*fields) for fields in statuses)}, chunks={})
+
+
+def test_a_done_manager_whose_job_timed_out_is_lost():
+    from airflow_provider_locusts.swarm.progress import assess
+
+    verdict = assess(_poll_of(("m0", "done", 1, "TIMEOUT"), ("m1", "done", 1, "COMPLETED")), 60, 0)
+    assert verdict.finished and verdict.lost == ["m0"]
+    assert "TIMEOUT" in verdict.detail
+
+
+def test_a_done_manager_waits_for_its_job_to_end():
+    from airflow_provider_locusts.swarm.progress import assess
+
+    assert not assess(_poll_of(("m0", "done", 1, "COMPLETING")), 60, 0).finished
+    assert assess(_poll_of(("m0", "done", 1, "COMPLETED")), 60, 0).finished
+    assert assess(_poll_of(("m0", "done", 1, None)), 60, 0).finished
