@@ -160,3 +160,13 @@ def test_cleanup_refuses_a_folder_that_is_not_a_swarm_root(tmp_path):
     with pytest.raises(SwarmExecutionError, match="not a swarm root"):
         engine.cleanup()
     assert (precious / "data.txt").read_text() == "mine"
+
+
+def test_nothing_the_swarm_creates_is_world_writable(run_dag, tmp_path):
+    result = run_dag(swarm_dag("no_world_write", tmp_path, THREE_FAILURES, n=12, max_failed_fraction=1.0))
+
+    assert result.task_states() == {"swarm": "success"}
+    created = [p for top in (tmp_path / "swarms", tmp_path / "out") for p in [top, *top.rglob("*")]]
+    assert len(created) > 12 * 5
+    writable = [str(p) for p in created if not p.is_symlink() and p.stat().st_mode & 0o002]
+    assert writable == []
