@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -45,3 +46,8 @@ def max_concurrency(rows: list[tuple[float, str, str, str]]) -> int:
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     return peak
+
+
+def starts_per_task(exec_dir: Path) -> Counter:
+    """How many times each task index (a string) was started, over every manager and round."""
+    return Counter(index for rows in read_events(exec_dir).values() for _, index, kind, _ in rows if kind == "start")

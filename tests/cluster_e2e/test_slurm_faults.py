@@ -12,7 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from airflow.sdk import DAG
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
 from .conftest import unique_name
+from .helpers import starts_per_task
 
 pytestmark = pytest.mark.cluster
 
@@ -77,16 +77,6 @@ def slurm_dag(dag_id: str, tmp_path: Path, swarm_id: str, command: str, n: int, 
     return dag
 
 
-def starts_per_task(exec_dir: Path) -> Counter:
-    starts = Counter()
-    for events in exec_dir.glob("events_*"):
-        for line in events.read_text().splitlines():
-            parts = line.split()
-            if parts[2] == "start":
-                starts[int(parts[1])] += 1
-    return starts
-
-
 def round0_events(exec_dir: Path, kind: str) -> set[int]:
     return {int(line.split()[1]) for line in (exec_dir / "events_r0m0").read_text().splitlines() if line.split()[2] == kind}
 
@@ -114,7 +104,7 @@ def test_a_job_ended_early_is_rescheduled_and_finished_tasks_keep_their_result(c
     for i in range(16):
         # Finished in the first job: never run again. Cut off mid-run: run once more in the
         # new job. Never started: run once, in the new job.
-        assert starts[i] == (2 if i in cut_off else 1), (i, starts[i])
+        assert starts[str(i)] == (2 if i in cut_off else 1), (i, starts[str(i)])
         assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"{i}\n"
     assert (exec_dir / "jobid_r1m0").exists()
 

@@ -23,6 +23,7 @@ from airflow.sdk import DAG
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
 from .conftest import CONN_ID, unique_name
+from .helpers import starts_per_task
 
 pytestmark = pytest.mark.cluster
 
@@ -79,20 +80,10 @@ def sleepy_swarm_dag(dag_id: str, tmp_path: Path, remote_root: str, swarm_id: st
     return dag
 
 
-def starts_per_task(staging_root: Path) -> Counter:
-    starts = Counter()
-    for events in (staging_root / "exec").glob("events_*"):
-        for line in events.read_text().splitlines():
-            parts = line.split()
-            if parts[2] == "start":
-                starts[parts[1]] += 1
-    return starts
-
-
 def assert_ran_once_in_one_round(tmp_path: Path, swarm_id: str) -> None:
     staging = tmp_path / "staging" / swarm_id
     assert len(json.loads((staging / "exec" / "ledger.json").read_text())["rounds"]) == 1
-    assert starts_per_task(staging) == Counter({str(i): 1 for i in range(30)})
+    assert starts_per_task(staging / "exec") == Counter({str(i): 1 for i in range(30)})
     for i in range(30):
         assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"{i}\n"
 

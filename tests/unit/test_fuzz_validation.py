@@ -5,7 +5,6 @@ value as code) or refuses it with a SwarmSpecError — never another exception."
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

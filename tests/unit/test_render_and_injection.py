@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,8 +110,8 @@ def test_hostile_ids_and_file_names_run_exactly(tmp_path, run_swarm_round):
 
 
 ARG_VALUES = [
-    f"$(touch {{canary}})",
-    f"`touch {{canary}}`",
+    "$(touch {canary})",
+    "`touch {canary}`",
     "'; touch {canary}; '",
     "\"; touch {canary}; \"",
     "a;touch {canary}",
