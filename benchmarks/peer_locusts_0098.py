@@ -34,24 +34,18 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-    from .example1_data import (
-        EXAMPLE1_COMMAND_LOCUSTS,
-        EXAMPLE1_N_TASKS,
-        EXAMPLE1_OUTPUTS,
-        EXAMPLE1_SHARED_INPUTS,
-        EXAMPLE1_TASK_INPUTS,
-        make_example1_inputs,
-    )
-except ImportError:  # run as a script: benchmarks/ is on sys.path, not a package
-    from example1_data import (
-        EXAMPLE1_COMMAND_LOCUSTS,
-        EXAMPLE1_N_TASKS,
-        EXAMPLE1_OUTPUTS,
-        EXAMPLE1_SHARED_INPUTS,
-        EXAMPLE1_TASK_INPUTS,
-        make_example1_inputs,
-    )
+# The Example 1 workload is defined once, next to the example DAG.  The command keeps
+# the original's ``<shared>sf1`` handle, so locusts 0.0.98 takes it as it is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags_examples"))
+from example1_data import (  # noqa: E402
+    COMMAND as EXAMPLE1_COMMAND_LOCUSTS,
+    OUTPUTS as EXAMPLE1_OUTPUTS,
+    SHARED_INPUTS as EXAMPLE1_SHARED_INPUTS,
+    TASK_INPUTS as EXAMPLE1_TASK_INPUTS,
+    make_example1_inputs,
+)
+
+EXAMPLE1_N_TASKS = 101  # make_example1_inputs' default: the original's Example 1
 
 LOCUSTS_VERSION = "0.0.98"
 SWARM_CODE = "ex1"
@@ -136,7 +130,7 @@ def run_locusts_0098(workdir: Path, processes: int = 4, timeout_s: float = 900) 
     """
     workdir = Path(workdir).resolve()
     indir, outdir = workdir / "in", workdir / "out"
-    make_example1_inputs(indir)
+    make_example1_inputs(indir, n=EXAMPLE1_N_TASKS)
     outdir.mkdir(parents=True, exist_ok=True)  # locusts requires it to exist
     parf = workdir / "locusts_parameters.txt"
     parf.write_text(f"run_on_hpc False\nnumber_of_processors {processes}\n", encoding="utf-8")
@@ -213,7 +207,9 @@ def _fmt_seconds(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4, help="number_of_processors (default 4)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds before giving up (default 900)")
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds before giving up (default 900)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     args = parser.parse_args()
 
