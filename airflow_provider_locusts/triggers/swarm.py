@@ -137,8 +137,52 @@ class LocustsSwarmTrigger(BaseTrigger):
             "total": self.total,
         }
 
+    async def _task_still_deferred(self) -> bool:
+        """Whether Airflow still holds the task instance DEFERRED.
+
+        Airflow 3.3 also calls on_kill when a trigger moves away from a triggerer that
+        stalled past its health threshold (apache/airflow#73454). A user's kill (mark
+        failed or success, clear) has already moved the task out of DEFERRED; a move has
+        not — and then another triggerer is watching this swarm, which must go on.
+        """
+        ti = self.task_instance
+        if ti is None:
+            return False
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTaskStates
+
+            map_index = getattr(ti, "map_index", -1)
+            map_index = -1 if map_index is None else map_index
+            response = await task_runner.SUPERVISOR_COMMS.asend(
+                GetTaskStates(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=map_index)
+            )
+            key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
+            state = response.task_states.get(ti.run_id, {}).get(key)
+        except Exception as error:  # no supervisor (tests, older Airflow): treat as a user's kill
+            self.log.debug("Could not read the task's state before cancelling: %s", error)
+            return False
+        return str(getattr(state, "value", state)) == "deferred"
+
     async def on_kill(self) -> None:
-        """The user killed the task (UI/API): stop the managers and their tasks. Not called on triggerer shutdown."""
+        """The user killed the task (UI/API): stop the managers and their tasks. Not called on triggerer shutdown.
+
+        Airflow may cancel on_kill() itself when it sends its cancel again while this runs
+        (a state lookup or an SSH round trip takes seconds): the work is shielded, so the
+        swarm is stopped all the same.
+        """
+        work = asyncio.ensure_future(self._stop_swarm())
+        _STOPPING.add(work)
+        work.add_done_callback(_STOPPING.discard)
+        await asyncio.shield(work)
+
+    async def _stop_swarm(self) -> None:
+        if await self._task_still_deferred():
+            self.log.warning(
+                "Swarm %s: cancelled while its task is still deferred (the trigger moved to another triggerer); leaving it running.",
+                self.root,
+            )
+            return
         executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
         try:
             layout = SwarmLayout(self.root)
@@ -146,3 +190,8 @@ class LocustsSwarmTrigger(BaseTrigger):
             self.log.info("Cancelled swarm %s (exit code %s)", self.root, result.returncode)
         finally:
             await executor.close()
+
+
+# Swarm-stopping tasks still running after their on_kill() was cancelled: kept referenced
+# until they finish.
+_STOPPING: set[asyncio.Future] = set()
