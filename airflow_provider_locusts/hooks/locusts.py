@@ -12,6 +12,8 @@ import io
 import shlex
 import subprocess
 import tarfile
+import threading
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,22 @@ from airflow_provider_locusts.swarm.executor import (
     bash_command,
 )
 from airflow_provider_locusts.swarm.spec import SwarmSpec
+
+
+CHUNK = 1 << 20  # bytes per write when streaming a tar archive
+
+
+def script_command(script: str, args: list[str] | None) -> str:
+    """`bash -c SCRIPT` with arguments: for scripts whose stdin carries data."""
+    return shlex.join(["bash", "-c", script, "locusts", *(args or [])])
+
+
+def _result(returncode: int, out: bytes, err: bytes, feed_failure: list[BaseException]) -> CommandResult:
+    """The exit status decides. A command may stop reading its input early and succeed (it
+    had what it needed); when it failed, a broken input pipe is added to what it said."""
+    if feed_failure and returncode != 0:
+        err += f"\n(sending its input failed: {feed_failure[0]})".encode()
+    return CommandResult(returncode, out, err)
 
 
 class SSHExecutor:
@@ -49,19 +67,58 @@ class SSHExecutor:
                 f"{type(error).__name__}: {error}. Check the connection's host, port, login and key."
             ) from error
 
-    def _exec(self, command: str, payload: bytes, timeout: float | None) -> CommandResult:
+    def _open(self, command: str, payload: bytes | Iterable[bytes], timeout: float | None):
+        """Start `command`; a thread feeds `payload` to its stdin meanwhile, so a command that
+        writes much output while still reading its input can never deadlock on flow control."""
         stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout or self.timeout)
-        stdin.write(payload)
-        stdin.channel.shutdown_write()
+        chunks = [payload] if isinstance(payload, bytes) else payload
+        failure: list[BaseException] = []
+
+        # The thread owns `stdin`: paramiko sends EOF when that file object is closed or
+        # garbage-collected, so it must live until every chunk is written.
+        def feed() -> None:
+            try:
+                for chunk in chunks:
+                    stdin.write(chunk)
+                stdin.flush()
+            except BaseException as error:  # reported by the caller
+                failure.append(error)
+            finally:
+                stdin.close()
+
+        writer = threading.Thread(target=feed, name="locusts-ssh-stdin", daemon=True)
+        writer.start()
+        return stdout, stderr, writer, failure
+
+    def _exec(self, command: str, payload: bytes | Iterable[bytes], timeout: float | None) -> CommandResult:
+        stdout, stderr, writer, failure = self._open(command, payload, timeout)
         out = stdout.read()
         err = stderr.read()
-        return CommandResult(stdout.channel.recv_exit_status(), out, err)
+        writer.join()
+        return _result(stdout.channel.recv_exit_status(), out, err, failure)
 
-    def run_script(self, script: str, args: list[str] | None = None, stdin_data: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    def run_script(
+        self,
+        script: str,
+        args: list[str] | None = None,
+        stdin_data: bytes | Iterable[bytes] | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
         if stdin_data is not None:
-            command = shlex.join(["bash", "-c", script, "locusts", *(args or [])])
-            return self._exec(command, stdin_data, timeout)
+            return self._exec(script_command(script, args), stdin_data, timeout)
         return self._exec(shlex.join(bash_command(args)), script.encode(), timeout)
+
+    def stream_script(self, script: str, args: list[str], stdin_data: bytes, timeout: float | None = None):
+        """Run a script whose (large) stdout is read as a stream: returns (stdout file, finish()),
+        finish() giving the CommandResult (without stdout) once the stream is consumed."""
+        stdout, stderr, writer, failure = self._open(script_command(script, args), stdin_data, timeout)
+
+        def finish() -> CommandResult:
+            err = stderr.read()
+            writer.join()
+            return _result(stdout.channel.recv_exit_status(), b"", err, failure)
+
+        return stdout, finish
 
     def reset(self) -> None:
         client = self.__dict__.pop("client", None)
@@ -78,27 +135,49 @@ class SSHTarTransfer:
         self.executor = executor
 
     def push(self, local_root: Path, remote_root: str, relative_paths: list[str]) -> None:
-        tar = subprocess.run(
-            ["tar", "-c", "-C", str(local_root), "--", *relative_paths], capture_output=True, check=False
+        # tar runs while its output is sent: packing and the transfer overlap.
+        tar = subprocess.Popen(
+            ["tar", "-c", "-C", str(local_root), "--", *relative_paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        if tar.returncode != 0:
-            raise SwarmExecutionError(f"packing the swarm environment failed: {tar.stderr.decode(errors='replace')}")
-        self.executor.run_script(
-            'mkdir -p -- "$1" && tar -x -m -C "$1"', [remote_root], stdin_data=tar.stdout
-        ).check(f"unpacking the swarm environment into {remote_root} on the SSH host")
+        chunks = iter(lambda: tar.stdout.read(CHUNK), b"")
+        # -i: read the stream to its very end (past the end-of-archive blocks), so the
+        # sender never writes into a closed channel.
+        result = self.executor.run_script('mkdir -p -- "$1" && tar -x -i -m -C "$1"', [remote_root], stdin_data=chunks)
+        tar.stdout.close()
+        packing_error = tar.stderr.read().decode(errors="replace")
+        packed = tar.wait()
+        result.check(f"unpacking the swarm environment into {remote_root} on the SSH host")
+        if packed != 0:
+            raise SwarmExecutionError(f"packing the swarm environment in {local_root} failed: {packing_error}")
 
     def pull(self, remote_root: str, local_root: Path, relative_paths: list[str]) -> None:
         listing = b"".join(p.encode() + b"\0" for p in relative_paths)
         # Files that do not exist (a task that wrote nothing) are skipped, not fatal.
         script = '[ -d "$1" ] || exit 0; cd -- "$1" && xargs -0 -r sh -c \'for f; do [ -e "$f" ] && printf "%s\\0" "$f"; done\' sh | tar -c --null -T -'
-        result = self.executor.run_script(script, [remote_root], stdin_data=listing).check(
-            f"fetching results from {remote_root} on the SSH host"
-        )
         local_root.mkdir(parents=True, exist_ok=True)
-        if not result.stdout:
-            return  # no swarm root there yet
-        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as archive:
-            archive.extractall(local_root, filter="data")
+        stream, finish = self.executor.stream_script(script, [remote_root], listing)
+        first = stream.read(1)
+        if first:  # empty when there is no swarm root there yet
+            # Extracted as it arrives ("r|"): the results never sit whole in memory.
+            with tarfile.open(fileobj=_Prepended(first, stream), mode="r|") as archive:
+                archive.extractall(local_root, filter="data")
+        finish().check(f"fetching results from {remote_root} on the SSH host")
+
+
+class _Prepended(io.RawIOBase):
+    """A stream with some bytes already read put back in front."""
+
+    def __init__(self, head: bytes, rest):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head if n < 0 else head + self._rest.read(max(n - len(head), 0))
+        return self._rest.read() if n < 0 else self._rest.read(n)
 
 
 class _SharedConnection:
