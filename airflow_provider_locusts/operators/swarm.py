@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_locusts.hooks.locusts import LocustsHook
@@ -20,11 +21,6 @@ from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, poll_
 from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
-
-try:
-    from airflow.exceptions import AirflowException
-except ImportError:  # pragma: no cover
-    AirflowException = RuntimeError  # type: ignore[misc,assignment]
 
 
 def default_work_root() -> str:

@@ -33,7 +33,10 @@ def sbatch_directives(options: Mapping[str, object] | None, processes: int) -> l
         known = ", ".join(sorted([*SBATCH_OPTIONS, "exclusive", "extra"]))
         raise SwarmSpecError(f"unknown slurm_options {', '.join(unknown)}: known keys are {known}.")
     options.setdefault("cpus_per_task", processes)
-    directives = ["--nodes=1", "--ntasks=1"]
+    # --no-requeue: SLURM would otherwise requeue a job whose node failed and its manager
+    # would run its whole task list again; a lost manager is rescheduled by the swarm
+    # itself, which runs only the tasks that did not finish.
+    directives = ["--nodes=1", "--ntasks=1", "--no-requeue"]
     for key, flag in SBATCH_OPTIONS.items():
         value = options.get(key)
         if value is None or value == "":

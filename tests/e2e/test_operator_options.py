@@ -1,0 +1,61 @@
+"""Operator options that cannot work are refused with one message saying what to fix,
+before anything is staged: checked through the operator's own validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
+from airflow_provider_locusts.swarm.command import SwarmSpecError
+
+
+def operator(tmp_path, **kwargs) -> LocustsSwarmOperator:
+    settings = dict(task_id="swarm", command="echo <arg0> > o_<id>", args=[[1]], outputs=["o_<id>"], output_dir=str(tmp_path / "out"))
+    settings.update(kwargs)
+    return LocustsSwarmOperator(**settings)
+
+
+@pytest.mark.parametrize("remote_root", ["/", "//", "~", "~/swarms", "$HOME/swarms", "", "swarms", "/scratch/../etc", "/a/.."])
+def test_dangerous_or_relative_remote_roots_are_refused(tmp_path, remote_root):
+    with pytest.raises(SwarmSpecError, match="remote_root"):
+        operator(tmp_path, ssh_conn_id="hpc", remote_root=remote_root)._spec()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"scheduler": "pbs"}, "scheduler must be one of direct, slurm"),
+        ({"nodes": 0}, "nodes must be an integer >= 1"),
+        ({"task_retries": -1}, "task_retries must be an integer >= 0"),
+        ({"max_failed_fraction": 1.5}, "max_failed_fraction must be between"),
+        ({"heartbeat_interval": 10, "heartbeat_timeout": 5}, "heartbeat_timeout must be longer"),
+        ({"ssh_conn_id": "hpc"}, "remote_root is not"),
+        ({"remote_root": "/scratch"}, "need ssh_conn_id"),
+        ({"shared_root": "relative", "ssh_conn_id": "hpc", "remote_root": "/scratch"}, "shared_root must be an absolute path"),
+        ({"scheduler": "slurm", "slurm_options": {"partiton": "x"}}, "unknown slurm_options partiton"),
+        ({"scheduler": "slurm", "slurm_options": {"partition": "a b"}}, "not a plain value"),
+        ({"scheduler": "slurm", "slurm_options": {"extra": ["--x\n#SBATCH --y"]}}, "one sbatch option"),
+        ({"scheduler": "slurm", "setup": ["module load a\nmodule load b"]}, "single line"),
+        ({"container": "apptainer exec x.sif"}, "scheduler='slurm' only"),
+        ({"swarm_id": "../up"}, "swarm_id '../up' is not valid"),
+    ],
+)
+def test_options_that_cannot_work_are_refused_clearly(tmp_path, kwargs, words):
+    op = operator(tmp_path, **kwargs)
+    with pytest.raises(SwarmSpecError, match=words.replace("(", r"\(").replace("[", r"\[")):
+        if "swarm_id" in kwargs:
+            from airflow_provider_locusts.swarm.layout import check_swarm_id
+
+            check_swarm_id(op.swarm_id)
+        else:
+            op._spec()
+    assert not (tmp_path / "out").exists()
+
+
+def test_sbatch_directives_default_to_one_node_one_task_no_requeue():
+    from airflow_provider_locusts.swarm.slurm import sbatch_directives
+
+    assert sbatch_directives({"partition": "short", "exclusive": True, "extra": ["--reservation=lab"]}, 8) == [
+        "--nodes=1", "--ntasks=1", "--no-requeue", "--partition=short", "--cpus-per-task=8", "--exclusive", "--reservation=lab",
+    ]
