@@ -315,14 +315,14 @@ class LocustsSwarmOperator(BaseOperator):
             # beside its replacement.
             engine.cancel(event["lost"])
             if engine.reschedules_in_a_row() < self.max_reschedules:
-                round_ = engine.prepare_round(reschedule=True)
+                round_ = engine.prepare_round(reschedule=True, lost_managers=event["lost"])
                 if round_ is not None:
                     engine.start(round_)
                     self.log.info(
                         "Swarm %s: rescheduled %d unfinished task(s) in round %d", engine.swarm_id, round_.task_count, round_.number
                     )
                     return self._watch(context, engine, round_)
-        return self._finish(context, engine.gather(lost_reason=lost_reason))
+        return self._finish(context, engine.gather(lost_reason=lost_reason, lost_managers=event.get("lost")))
 
     def _finish(self, context: Context, result: SwarmResult) -> dict:
         summary = result.summary()

@@ -91,7 +91,7 @@ def fold_event_files(layout: SwarmLayout) -> dict[int, TaskOutcome]:
     # Rounds in order: a later round's attempt of a task follows the earlier one.
     for path in sorted(glob.glob(os.path.join(layout.exec_dir, "events_*")), key=_round_key):
         with open(path, "rb") as f:
-            fold.feed_bytes(f.read())
+            fold.feed_bytes(f.read(), manager=os.path.basename(path)[len("events_") :])
     return fold.outcomes
 
 
@@ -156,11 +156,13 @@ def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
     os.unlink(source)
 
 
-def _failure_reason(outcome: TaskOutcome | None, task_dir: Path, lost: str | None) -> str:
+def _failure_reason(outcome: TaskOutcome | None, task_dir: Path, lost: str | None, lost_managers: list[str]) -> str:
     if outcome is None or outcome.attempts == 0:
         return f"never started: {lost}" if lost else "never started"
     if not outcome.finished:
         return f"never finished: {lost}" if lost else "never finished"
+    if lost and outcome.cut_off_by(lost_managers):
+        return f"killed (exit code {outcome.exit_code}) as {lost}"
     parts = []
     if outcome.exit_code != 0:
         parts.append(f"exit code {outcome.exit_code}")
@@ -177,10 +179,12 @@ def gather(
     swarm_id: str,
     overwrite: bool = False,
     lost_reason: str | None = None,
+    lost_managers: list[str] | None = None,
 ) -> SwarmResult:
     """Decide every task's state, collect outputs of the succeeded ones and write the manifest.
 
-    `lost_reason` explains tasks that never ended (e.g. "its manager died").
+    `lost_reason` explains tasks that never ended, or were killed with `lost_managers`
+    (e.g. "its manager was lost (r0m0: dead (job TIMEOUT))").
     Idempotent: gathering again after an interruption finishes the job.
     """
     previous = read_results(layout)
@@ -214,7 +218,7 @@ def gather(
                 continue
             reason = "missing outputs: " + ", ".join(missing)
         else:
-            reason = _failure_reason(outcome, task_dir, lost_reason)
+            reason = _failure_reason(outcome, task_dir, lost_reason, lost_managers or [])
         results.append(TaskResult(state="failed", reason=reason, outputs=[], **common))
 
     _write_jsonl(Path(layout.results), results)

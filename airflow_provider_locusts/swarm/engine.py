@@ -120,7 +120,7 @@ class SwarmEngine:
         return None
 
     # --- preparing and starting a round ----------------------------------------------
-    def prepare_round(self, reschedule: bool = False) -> Round | None:
+    def prepare_round(self, reschedule: bool = False, lost_managers: list[str] | None = None) -> Round | None:
         """Stage what the next round needs; None when nothing is left to run.
 
         A new try runs every task that has not succeeded. A reschedule (after a lost
@@ -130,7 +130,7 @@ class SwarmEngine:
         self._pull_events()
         if reschedule:
             outcomes = collect.fold_event_files(self.local)
-            todo = [t for t in self.spec.tasks if not (t.index in outcomes and outcomes[t.index].finished)]
+            todo = [t for t in self.spec.tasks if t.index not in outcomes or outcomes[t.index].cut_off_by(lost_managers or [])]
         else:
             done = collect.succeeded_indexes(self.local)
             todo = [t for t in self.spec.tasks if t.index not in done]
@@ -217,9 +217,9 @@ class SwarmEngine:
             self.executor.run_script(render("cancel.sh.j2"), [self.layout.exec_dir, *managers]).check("cancelling the swarm")
 
     # --- results -------------------------------------------------------------------------
-    def gather(self, lost_reason: str | None = None) -> collect.SwarmResult:
+    def gather(self, lost_reason: str | None = None, lost_managers: list[str] | None = None) -> collect.SwarmResult:
         self._pull_for_gather()
-        return collect.gather(self.spec, self.local, self.swarm_id, self.options.overwrite_outputs, lost_reason)
+        return collect.gather(self.spec, self.local, self.swarm_id, self.options.overwrite_outputs, lost_reason, lost_managers)
 
     def cleanup(self) -> None:
         """Remove the swarm root (and a local staging copy). Refuses any folder that is not

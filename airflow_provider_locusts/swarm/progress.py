@@ -79,6 +79,8 @@ class SwarmProgress:
                 continue
             if parts[2] == b"start":
                 self.started += 1
+            elif parts[2] == b"cut":
+                self.started -= 1  # no longer running, not finished either
             elif parts[2] == b"end":
                 self.finished += 1
                 if parts[3] != b"0" or (len(parts) > 5 and parts[5] != b"0"):
@@ -102,6 +104,7 @@ class TaskOutcome:
     host: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    manager: str | None = None  # the manager that recorded its last event
 
     @property
     def finished(self) -> bool:
@@ -110,6 +113,14 @@ class TaskOutcome:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.missing_outputs
+
+    def cut_off_by(self, lost_managers: Iterable[str]) -> bool:
+        """Did this task end because its manager went down? Unfinished, or killed by a signal
+        (exit code above 128) in a manager that was lost: a job's end (TIMEOUT, NODE_FAIL…)
+        signals the tasks too, and they may report before the manager is seen to go."""
+        if not self.finished:
+            return True
+        return self.exit_code > 128 and self.manager in set(lost_managers)
 
     @property
     def duration(self) -> float | None:
@@ -124,7 +135,7 @@ class EventFold:
 
     outcomes: dict[int, TaskOutcome] = field(default_factory=dict)
 
-    def feed_lines(self, lines: Iterable[bytes]) -> None:
+    def feed_lines(self, lines: Iterable[bytes], manager: str | None = None) -> None:
         for line in lines:
             parts = line.split()
             if len(parts) < 5:
@@ -134,6 +145,7 @@ class EventFold:
             except ValueError:
                 continue
             outcome = self.outcomes.setdefault(index, TaskOutcome())
+            outcome.manager = manager
             host = parts[4].decode(errors="replace")
             if kind == b"start":
                 # A new attempt: forget what an earlier attempt ended with.
@@ -145,9 +157,13 @@ class EventFold:
                 outcome.exit_code = int(parts[3])
                 outcome.missing_outputs = len(parts) > 5 and parts[5] != b"0"
                 outcome.ended_at, outcome.host = when, host
+            elif kind == b"cut":
+                # Stopped with its manager: neither succeeded nor failed, still unfinished.
+                outcome.exit_code = None
+                outcome.ended_at, outcome.host = None, host
 
-    def feed_bytes(self, data: bytes) -> None:
-        self.feed_lines(data.splitlines())
+    def feed_bytes(self, data: bytes, manager: str | None = None) -> None:
+        self.feed_lines(data.splitlines(), manager)
 
 
 @dataclass(frozen=True)

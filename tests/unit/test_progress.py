@@ -211,3 +211,15 @@ def test_a_done_manager_waits_for_its_job_to_end():
     assert not assess(_poll_of(("m0", "done", 1, "COMPLETING")), 60, 0).finished
     assert assess(_poll_of(("m0", "done", 1, "COMPLETED")), 60, 0).finished
     assert assess(_poll_of(("m0", "done", 1, None)), 60, 0).finished
+
+
+def test_a_cut_task_is_unfinished_and_not_counted_as_running():
+    from airflow_provider_locusts.swarm.progress import EventFold, SwarmProgress
+
+    lines = b"1.0 4 start - vm\n2.0 4 cut 143 vm 0\n"
+    fold = EventFold()
+    fold.feed_bytes(lines)
+    assert fold.outcomes[4].attempts == 1 and not fold.outcomes[4].finished and not fold.outcomes[4].ok
+    progress = SwarmProgress(total=1, offsets={})
+    progress.feed("m", lines)
+    assert (progress.started, progress.finished, progress.failed, progress.running) == (0, 0, 0, 0)
