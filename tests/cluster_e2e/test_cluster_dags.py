@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
+
+from tests.e2e.test_example1_dag import assert_example1_results
 
 from .conftest import CONN_ID
 from .helpers import START, example1_data, make_inputs, max_concurrency, read_events
@@ -43,23 +44,8 @@ def test_example1_over_ssh_on_slurm_collects_202_outputs(cluster, run_dag, tmp_p
     result = run_dag(dag)
 
     assert result.task_states() == {"swarm": "success"}
-    ids = [str(i) for i in range(101)]
-    summary = result.xcom("swarm")
-    assert summary["succeeded"] == ids and summary["failed"] == []
-    assert result.xcom("swarm", key="succeeded") == ids
-    assert result.xcom("swarm", key="failed") == []
-
-    collected = sorted(p.name for p in out.iterdir() if not p.name.startswith("locusts_manifest."))
-    assert len(collected) == 202
-    for i in range(101):
-        assert (out / f"cat_output_{i}.txt").read_text() == (
-            f"first input of task {i}\nsecond input of task {i}\nshared content\n"
-        )
-        listing = (out / f"ls_output_{i}.txt").read_text()
-        assert f"inputfile_{i}.txt" in listing and f"secondinputfile_{i}.txt" in listing and "sharedfile.txt" in listing
-        assert " locusts " in listing  # the task folders were written on the host, by the SSH user
-    manifest = [json.loads(line) for line in Path(summary["manifest"]).read_text().splitlines()]
-    assert [m["id"] for m in manifest] == ids and {m["state"] for m in manifest} == {"succeeded"}
+    # The task folders were written on the host, by the SSH user: `ls -l` lists it as owner.
+    summary = assert_example1_results(result, owner="locusts")
 
     # It really went through SLURM, on the remote root: one job, COMPLETED.
     swarm_root = f"{remote_root}/{summary['swarm_id']}"

@@ -27,6 +27,12 @@ def test_example1_local_collects_202_outputs_and_xcom_lists(run_dag, tmp_path, m
     result = run_dag(example.example_dag)
 
     assert result.task_states() == {"make_inputs": "success", "swarm": "success", "report": "success"}
+    assert_example1_results(result)
+
+
+def assert_example1_results(result, owner: str | None = None) -> dict:
+    """Example 1's contract: XCom lists all 101 ids as succeeded, output_dir holds the 202
+    outputs with the right contents (listed by `owner` when given), and the manifest agrees."""
     summary = result.xcom("swarm")
     ids = [str(i) for i in range(101)]
     assert summary["succeeded"] == ids
@@ -44,8 +50,11 @@ def test_example1_local_collects_202_outputs_and_xcom_lists(run_dag, tmp_path, m
         )
         listing = (out / f"ls_output_{i}.txt").read_text()
         assert f"inputfile_{i}.txt" in listing and f"secondinputfile_{i}.txt" in listing and "sharedfile.txt" in listing
+        if owner:
+            assert f" {owner} " in listing
 
     manifest = [json.loads(line) for line in Path(summary["manifest"]).read_text().splitlines()]
     assert [m["id"] for m in manifest] == ids
     assert {m["state"] for m in manifest} == {"succeeded"}
     assert all(m["exit_code"] == 0 and m["attempts"] == 1 for m in manifest)
+    return summary
