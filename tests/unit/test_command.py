@@ -65,6 +65,12 @@ def test_unknown_shared_lists_the_known_ones():
         CommandTemplate.parse("cat <shared>nope", shared_names=set())
 
 
+def run_bash(script: str, cwd, **variables: str) -> str:
+    """Run a substituted command with bash, the handle variables set; return its stdout."""
+    env = {"PATH": "/usr/bin:/bin", **variables}
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, timeout=10, check=True).stdout.decode()
+
+
 HOSTILE = ["a b", "*", "$(touch x)", "`touch x`", "it's", 'say "hi"', "-n", "a\nb", "x;y", "${HOME}", "\\", ""]
 
 
@@ -74,10 +80,7 @@ def test_rendered_reference_expands_to_exactly_the_value(value, tmp_path):
     (no word splitting, no globbing, no evaluation), in and out of double quotes."""
     script = parse("printf '[%s]' <id> \"<id>\" \"pre <id> post\"").script
     (tmp_path / "decoy1").write_text("")  # something '*' could glob to
-    out = subprocess.run(
-        ["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": value, "PATH": "/usr/bin:/bin"},
-        capture_output=True, timeout=10, check=True,
-    ).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ID=value)
     assert out == f"[{value}][{value}][pre {value} post]"
     assert not (tmp_path / "x").exists()
 
@@ -86,15 +89,13 @@ def test_rendered_reference_expands_to_exactly_the_value(value, tmp_path):
 @pytest.mark.parametrize("command", ['echo "$(printf %s <id>)"', 'echo "$(printf %s "<id>")"', 'echo "`printf %s <id>`"'])
 def test_handle_inside_command_substitution_in_double_quotes(command, tmp_path):
     script = parse(command).script
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "a  b", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, timeout=10).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ID="a  b")
     assert out == "a  b\n"
 
 
 def test_handle_in_here_document(tmp_path):
     script = parse("cat <<EOF\n<id>\nEOF").script
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "abc", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, timeout=10).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ID="abc")
     assert out == "abc\n"
 
 
@@ -105,20 +106,17 @@ def test_handle_in_quoted_here_document_is_refused():
 
 def test_here_document_ends_at_its_delimiter(tmp_path):
     script = parse("cat <<-END\n\t<id> in\n\tEND\necho <id> out").script
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "a  b", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, timeout=10).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ID="a  b")
     assert out == "a  b in\na  b out\n"
 
 
 def test_apostrophe_in_a_comment_is_not_a_quote(tmp_path):
     script = parse("echo <id> # don't split\necho '<x>' <id>").script
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ID": "a  b", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, timeout=10).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ID="a  b")
     assert out == "a  b\n<x> a  b\n"
 
 
 def test_arithmetic_substitution_closes_properly(tmp_path):
     script = parse('echo "$((1 + 2))" <arg0>').script
-    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, env={"LOCUSTS_ARG_0": "x y", "PATH": "/usr/bin:/bin"},
-                         capture_output=True, timeout=10).stdout.decode()
+    out = run_bash(script, tmp_path, LOCUSTS_ARG_0="x y")
     assert out == "3 x y\n"
