@@ -101,6 +101,10 @@ class SwarmEngine:
         text = result.stdout.decode().strip()
         return json.loads(text) if text else {"swarm_id": self.swarm_id, "rounds": []}
 
+    def _local_ledger(self) -> dict:
+        path = Path(self.local.ledger)
+        return json.loads(path.read_text()) if path.exists() else {"swarm_id": self.swarm_id, "rounds": []}
+
     def _write_ledger(self, ledger: dict) -> None:
         path = Path(self.local.ledger)
         tmp = path.with_name(path.name + ".tmp")
@@ -124,8 +128,8 @@ class SwarmEngine:
         """Stage what the next round needs; None when nothing is left to run.
 
         A new try runs every task that has not succeeded. A reschedule (after a lost
-        manager, within the same try) runs only the tasks that never finished: a task
-        that ended, well or badly, keeps its result.
+        manager, within the same try) runs only the tasks its loss cut off (see
+        TaskOutcome.cut_off_by): a task that ended on its own, well or badly, keeps its result.
         """
         self._pull_events()
         if reschedule:
@@ -137,7 +141,7 @@ class SwarmEngine:
         if not todo:
             return None
         collect.check_output_dir(self.spec, self.local, self.options.overwrite_outputs)
-        ledger = self.read_ledger()
+        ledger = self._local_ledger()  # exec/ was just pulled: no second round trip
         number = len(ledger["rounds"])
         plans = split_among_managers(todo, self.options.nodes, self.spec.processes, self.options.min_tasks_per_process, number)
 
