@@ -91,6 +91,7 @@ class LocustsSwarmTrigger(BaseTrigger):
         executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
         failures = 0
         last_line = None
+        await self._prime_state_lookup()
         try:
             while True:
                 try:
@@ -137,6 +138,20 @@ class LocustsSwarmTrigger(BaseTrigger):
             "total": self.total,
         }
 
+    async def _prime_state_lookup(self) -> None:
+        """Make the first task-state lookup of this triggerer process now, not in on_kill().
+
+        The triggerer answers it from an execution API it builds on first use (~3 s).
+        on_kill() must finish within about two of the triggerer's one-second loops: it
+        cancels on_kill() again on each, and with Python 3.11's asyncio.wait_for the second
+        one abandons it — the swarm is still stopped, but the trigger's log has closed.
+        """
+        global _STATE_LOOKUP_PRIMED
+        if _STATE_LOOKUP_PRIMED or self.task_instance is None:
+            return
+        _STATE_LOOKUP_PRIMED = True
+        await self._task_still_deferred()
+
     async def _task_still_deferred(self) -> bool:
         """Whether Airflow still holds the task instance DEFERRED.
 
@@ -167,14 +182,27 @@ class LocustsSwarmTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The user killed the task (UI/API): stop the managers and their tasks. Not called on triggerer shutdown.
 
-        Airflow may cancel on_kill() itself when it sends its cancel again while this runs
-        (a state lookup or an SSH round trip takes seconds): the work is shielded, so the
-        swarm is stopped all the same.
+        The triggerer sends its cancel again on every loop while the trigger is still
+        running, which cancels on_kill() itself (a state lookup or an SSH round trip
+        takes seconds). The work is shielded and awaited through those repeated cancels,
+        up to ON_KILL_DEADLINE, so the swarm is stopped — and says so in the trigger's
+        log — before the trigger completes and its log closes.
         """
         work = asyncio.ensure_future(self._stop_swarm())
         _STOPPING.add(work)
         work.add_done_callback(_STOPPING.discard)
-        await asyncio.shield(work)
+        deadline = time.monotonic() + ON_KILL_DEADLINE
+        while True:
+            try:
+                await asyncio.shield(work)
+                return
+            except asyncio.CancelledError:
+                if work.done() or time.monotonic() >= deadline:
+                    raise
+                # A repeated cancel from the triggerer: keep waiting for the stop to finish.
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
 
     async def _stop_swarm(self) -> None:
         if await self._task_still_deferred():
@@ -191,6 +219,13 @@ class LocustsSwarmTrigger(BaseTrigger):
         finally:
             await executor.close()
 
+
+# Whether this process has made its first task-state lookup (see _prime_state_lookup).
+_STATE_LOOKUP_PRIMED = False
+
+# Longest on_kill() waits through repeated cancels (the triggerer's own on_kill_timeout
+# defaults to 30 s). Past it, the stop goes on in the background, unlogged.
+ON_KILL_DEADLINE = 30.0
 
 # Swarm-stopping tasks still running after their on_kill() was cancelled: kept referenced
 # until they finish.
