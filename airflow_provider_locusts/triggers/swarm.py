@@ -88,10 +88,10 @@ class LocustsSwarmTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         layout = SwarmLayout(self.root)
         progress = SwarmProgress(total=self.total, offsets=self.offsets, **self.counts)
+        await self._prime_state_lookup()
         executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
         failures = 0
         last_line = None
-        await self._prime_state_lookup()
         try:
             while True:
                 try:
@@ -197,7 +197,7 @@ class LocustsSwarmTrigger(BaseTrigger):
                 await asyncio.shield(work)
                 return
             except asyncio.CancelledError:
-                if work.done() or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
                     raise
                 # A repeated cancel from the triggerer: keep waiting for the stop to finish.
                 current = asyncio.current_task()
