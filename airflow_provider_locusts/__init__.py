@@ -37,4 +37,22 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_locusts.triggers.swarm"],
             }
         ],
+        "config": {
+            "locusts": {
+                "description": "Settings of the Locusts provider (swarms of small shell tasks).",
+                "options": {
+                    "work_root": {
+                        "description": (
+                            "Folder on each worker for the roots of local swarms (no ssh_conn_id) and for the "
+                            "scratch folders SSH copy mode stages and gathers through. Empty: $AIRFLOW_HOME/locusts. "
+                            "An operator's work_root overrides it."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "/scratch/airflow/locusts",
+                        "default": None,
+                    },
+                },
+            },
+        },
     }

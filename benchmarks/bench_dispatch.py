@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, Round, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
 
 TARGET_RATIO = 1.5
@@ -69,7 +69,7 @@ def stage(base: Path, tasks: int, processes: int) -> tuple[SwarmEngine, Round, f
         output_dir=base / "output",
         processes=processes,
     )
-    engine = SwarmEngine(spec, "bench-dispatch", str(base / "root"), LocalExecutor(), EngineOptions(scheduler="direct"))
+    engine = SwarmEngine(spec, "bench-dispatch", str(base / "root"), LocalShell(), EngineOptions(scheduler="direct"))
     t0 = time.perf_counter()
     round_ = engine.prepare_round()
     staging = time.perf_counter() - t0

@@ -1,265 +1,52 @@
-"""LocustsHook: where a swarm runs — this machine, or a host reached with an Airflow SSH connection.
+"""LocustsHook and LocustsAsyncHook: a swarm's verbs — stage, start, poll, cancel, reschedule,
+gather — on this machine or on a host reached with an Airflow SSH connection.
 
-The operator's side (blocking) uses the SSH provider's SSHHook (paramiko); the trigger's
-side uses SSHHookAsync (asyncssh). Both read the same connection (`ssh_conn_id`).
-Without `ssh_conn_id` the same interface runs everything on this machine.
+The blocking hook (operator, api-server) runs over the SSH provider's SSHHook (paramiko);
+the async one (trigger) over SSHHookAsync (asyncssh), sharing one connection per host in
+an event loop. Both run the same host commands (swarm/host_commands.py), so what a
+worker and the triggerer do to a swarm is defined once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-import shlex
-import subprocess
-import tarfile
-import threading
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.ssh.hooks.ssh import SSHHook, SSHHookAsync
+from airflow.providers.ssh.hooks.ssh import SSHHook
 from airflow.sdk import BaseHook
 
-from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import (
-    AsyncLocalExecutor,
-    CommandResult,
-    LocalExecutor,
-    SwarmExecutionError,
-    bash_command,
+from airflow_provider_locusts.hooks.ssh_shell import (
+    TRANSIENT_ERRORS,
+    AsyncSSHShell,
+    SSHShell,
+    SSHTarTransfer,
 )
+from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
+from airflow_provider_locusts.swarm.handle import SwarmHandle
+from airflow_provider_locusts.swarm.host_commands import (
+    CancelReport,
+    cancel_command,
+    parse_cancel_output,
+    poll_command,
+)
+from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.progress import PollResult, parse_poll_output
+from airflow_provider_locusts.swarm.shell import AsyncLocalShell, AsyncShell, CommandResult, LocalShell, Shell
 from airflow_provider_locusts.swarm.spec import SwarmSpec
 
-
-CHUNK = 1 << 20  # bytes per write when streaming a tar archive
-
-
-def script_command(script: str, args: list[str] | None) -> str:
-    """`bash -c SCRIPT` with arguments: for scripts whose stdin carries data."""
-    return shlex.join(["bash", "-c", script, "locusts", *(args or [])])
-
-
-def _result(returncode: int, out: bytes, err: bytes, feed_failure: list[BaseException]) -> CommandResult:
-    """The exit status decides. A command may stop reading its input early and succeed (it
-    had what it needed); when it failed, a broken input pipe is added to what it said."""
-    if feed_failure and returncode != 0:
-        err += f"\n(sending its input failed: {feed_failure[0]})".encode()
-    return CommandResult(returncode, out, err)
-
-
-class SSHExecutor:
-    """Runs scripts on the SSH host: `bash -s -- ARGS` with the script on stdin (paramiko)."""
-
-    def __init__(self, ssh_hook: SSHHook, timeout: float = 600):
-        self.ssh_hook = ssh_hook
-        self.timeout = timeout
-
-    @cached_property
-    def client(self):
-        hook = self.ssh_hook
-        try:
-            return hook.get_conn()
-        except Exception as error:
-            # One clear message whatever paramiko raised (refused, timeout, auth, host key).
-            raise SwarmExecutionError(
-                f"cannot open SSH connection {hook.ssh_conn_id!r} to {hook.username}@{hook.remote_host}:{hook.port}: "
-                f"{type(error).__name__}: {error}. Check the connection's host, port, login and key."
-            ) from error
-
-    def _open(self, command: str, payload: bytes | Iterable[bytes], timeout: float | None):
-        """Start `command`; a thread feeds `payload` to its stdin meanwhile, so a command that
-        writes much output while still reading its input can never deadlock on flow control."""
-        stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout or self.timeout)
-        chunks = [payload] if isinstance(payload, bytes) else payload
-        failure: list[BaseException] = []
-
-        # The thread owns `stdin`: paramiko sends EOF when that file object is closed or
-        # garbage-collected, so it must live until every chunk is written.
-        def feed() -> None:
-            try:
-                for chunk in chunks:
-                    stdin.write(chunk)
-                stdin.flush()
-            except BaseException as error:  # reported by the caller
-                failure.append(error)
-            finally:
-                stdin.close()
-
-        writer = threading.Thread(target=feed, name="locusts-ssh-stdin", daemon=True)
-        writer.start()
-        return stdout, stderr, writer, failure
-
-    def _exec(self, command: str, payload: bytes | Iterable[bytes], timeout: float | None) -> CommandResult:
-        stdout, stderr, writer, failure = self._open(command, payload, timeout)
-        out = stdout.read()
-        err = stderr.read()
-        writer.join()
-        return _result(stdout.channel.recv_exit_status(), out, err, failure)
-
-    def run_script(
-        self,
-        script: str,
-        args: list[str] | None = None,
-        stdin_data: bytes | Iterable[bytes] | None = None,
-        timeout: float | None = None,
-    ) -> CommandResult:
-        if stdin_data is not None:
-            return self._exec(script_command(script, args), stdin_data, timeout)
-        return self._exec(shlex.join(bash_command(args)), script.encode(), timeout)
-
-    def stream_script(self, script: str, args: list[str], stdin_data: bytes, timeout: float | None = None):
-        """Run a script whose (large) stdout is read as a stream: returns (stdout file, finish()),
-        finish() giving the CommandResult (without stdout) once the stream is consumed."""
-        stdout, stderr, writer, failure = self._open(script_command(script, args), stdin_data, timeout)
-
-        def finish() -> CommandResult:
-            err = stderr.read()
-            writer.join()
-            return _result(stdout.channel.recv_exit_status(), b"", err, failure)
-
-        return stdout, finish
-
-    def reset(self) -> None:
-        client = self.__dict__.pop("client", None)
-        if client is not None:
-            client.close()
-
-    close = reset
-
-
-class SSHTarTransfer:
-    """Copies between the local staging view and the remote root as one tar stream over one channel."""
-
-    def __init__(self, executor: SSHExecutor):
-        self.executor = executor
-
-    def push(self, local_root: Path, remote_root: str, relative_paths: list[str]) -> None:
-        # tar runs while its output is sent: packing and the transfer overlap.
-        tar = subprocess.Popen(
-            ["tar", "-c", "-C", str(local_root), "--", *relative_paths], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        chunks = iter(lambda: tar.stdout.read(CHUNK), b"")
-        # -i: read the stream to its very end (past the end-of-archive blocks), so the
-        # sender never writes into a closed channel.
-        result = self.executor.run_script('mkdir -p -- "$1" && tar -x -i -m -C "$1"', [remote_root], stdin_data=chunks)
-        tar.stdout.close()
-        packing_error = tar.stderr.read().decode(errors="replace")
-        packed = tar.wait()
-        result.check(f"unpacking the swarm environment into {remote_root} on the SSH host")
-        if packed != 0:
-            raise SwarmExecutionError(f"packing the swarm environment in {local_root} failed: {packing_error}")
-
-    def pull(self, remote_root: str, local_root: Path, relative_paths: list[str]) -> None:
-        listing = b"".join(p.encode() + b"\0" for p in relative_paths)
-        # Files that do not exist (a task that wrote nothing) are skipped, not fatal.
-        script = '[ -d "$1" ] || exit 0; cd -- "$1" && xargs -0 -r sh -c \'for f; do [ -e "$f" ] && printf "%s\\0" "$f"; done\' sh | tar -c --null -T -'
-        local_root.mkdir(parents=True, exist_ok=True)
-        stream, finish = self.executor.stream_script(script, [remote_root], listing)
-        first = stream.read(1)
-        if first:  # empty when there is no swarm root there yet
-            # Extracted as it arrives ("r|"): the results never sit whole in memory.
-            with tarfile.open(fileobj=_Prepended(first, stream), mode="r|") as archive:
-                archive.extractall(local_root, filter="data")
-        finish().check(f"fetching results from {remote_root} on the SSH host")
-
-
-class _Prepended(io.RawIOBase):
-    """A stream with some bytes already read put back in front."""
-
-    def __init__(self, head: bytes, rest):
-        self._head, self._rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head if n < 0 else head + self._rest.read(max(n - len(head), 0))
-        return self._rest.read() if n < 0 else self._rest.read(n)
-
-
-class _SharedConnection:
-    """One asyncssh connection to a host, shared by every trigger of this event loop."""
-
-    def __init__(self, ssh_conn_id: str):
-        self.ssh_conn_id = ssh_conn_id
-        self.users = 0
-        self.conn = None
-        self.lock = asyncio.Lock()
-        # sshd caps the channels open at once on one connection (MaxSessions, 10 by default).
-        self.channels = asyncio.Semaphore(MAX_CHANNELS_PER_CONNECTION)
-
-    async def get(self):
-        async with self.lock:
-            if self.conn is None:
-                self.conn = await SSHHookAsync(ssh_conn_id=self.ssh_conn_id).get_conn()
-            return self.conn
-
-    async def drop(self, broken) -> None:
-        """Forget a broken connection so the next call opens a new one."""
-        async with self.lock:
-            if self.conn is broken and broken is not None:
-                self.conn = None
-                broken.close()
-
-
-MAX_CHANNELS_PER_CONNECTION = 8
-# (event loop, ssh_conn_id) → shared connection: a triggerer runs all its triggers in one loop.
-_shared_connections: dict[tuple[int, str], _SharedConnection] = {}
-
-
-class AsyncSSHExecutor:
-    """Runs scripts on the SSH host from the triggerer's event loop (asyncssh).
-
-    Executors of the same connection share one SSH connection per event loop, so fifty
-    deferred swarms on one cluster open one connection, not fifty.
-    """
-
-    def __init__(self, ssh_conn_id: str):
-        self.ssh_conn_id = ssh_conn_id
-        self._shared: _SharedConnection | None = None
-
-    def _acquire(self) -> _SharedConnection:
-        if self._shared is None:
-            key = (id(asyncio.get_running_loop()), self.ssh_conn_id)
-            shared = _shared_connections.get(key)
-            if shared is None:
-                shared = _shared_connections[key] = _SharedConnection(self.ssh_conn_id)
-            shared.users += 1
-            self._shared = shared
-        return self._shared
-
-    async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
-        shared = self._acquire()
-        conn = await shared.get()
-        try:
-            async with shared.channels:
-                result = await conn.run(
-                    shlex.join(bash_command(args)), input=script.encode(), timeout=timeout, check=False, encoding=None
-                )
-        except Exception:
-            await shared.drop(conn)
-            raise
-        return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
-
-    async def close(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is None:
-            return
-        shared.users -= 1
-        if shared.users <= 0:
-            _shared_connections.pop((id(asyncio.get_running_loop()), self.ssh_conn_id), None)
-            if shared.conn is not None:
-                shared.conn.close()
-                await shared.conn.wait_closed()
+__all__ = ["TRANSIENT_ERRORS", "LocustsAsyncHook", "LocustsHook"]
 
 
 class LocustsHook(BaseHook):
-    """Stage, submit, poll, cancel and gather swarms, locally or over an SSH connection.
+    """Act on swarms, locally or over an SSH connection (blocking).
 
-    :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine.
+    :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine
+    :param work_root: local folder for the scratch copies SSH copy mode stages and gathers through
     """
 
     conn_name_attr = "ssh_conn_id"
@@ -267,40 +54,103 @@ class LocustsHook(BaseHook):
     conn_type = "ssh"
     hook_name = "Locusts"
 
+    def __init__(self, ssh_conn_id: str | None = None, work_root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssh_conn_id = ssh_conn_id
+        self.work_root = work_root
+
+    @cached_property
+    def shell(self) -> Shell:
+        if self.ssh_conn_id is None:
+            return LocalShell()
+        return SSHShell(SSHHook(ssh_conn_id=self.ssh_conn_id))
+
+    def close(self) -> None:
+        close = getattr(self.shell, "close", None) if "shell" in self.__dict__ else None
+        if close:
+            close()
+
+    # --- engines: the verbs that need the swarm's files --------------------------------------
+    @contextmanager
+    def engine(self, handle: SwarmHandle, spec: SwarmSpec | None = None, options: EngineOptions | None = None) -> Iterator[SwarmEngine]:
+        """The engine of the swarm `handle` names. With `spec` (and `options`), it can stage a
+        new try's round; without, it works from the root alone. In SSH copy mode it works
+        through a scratch folder of its own, removed on exit: no copy outlives the step."""
+        local_root, scratch, transfer = None, False, None
+        if handle.copy_mode:
+            base = Path(self.work_root or tempfile.gettempdir())
+            base.mkdir(parents=True, exist_ok=True)
+            local_root = Path(tempfile.mkdtemp(prefix=f"{handle.swarm_id[:60]}.", dir=base))
+            os.chmod(local_root, 0o755)
+            scratch, transfer = True, SSHTarTransfer(self.shell)
+        elif handle.view is not None:
+            local_root = Path(handle.view)
+        if spec is not None:
+            engine = SwarmEngine(
+                spec, handle.swarm_id, handle.root, self.shell, options or EngineOptions(), local_root=local_root,
+                transfer=transfer, output_dir=handle.output_dir, output_dir_on_host=handle.output_dir_on_host,
+                scratch=scratch,
+            )
+        else:
+            engine = SwarmEngine.attach(
+                handle.root, self.shell, local_root=local_root, transfer=transfer,
+                output_dir=handle.output_dir or None, output_dir_on_host=handle.output_dir_on_host, scratch=scratch,
+            )
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    # --- verbs that need no files: one command each -------------------------------------------
+    def poll(self, handle: SwarmHandle, offsets: dict[str, int | None], timeout: float = 120) -> PollResult:
+        script, args = poll_command(SwarmLayout(handle.root), offsets)
+        return parse_poll_output(self.run(script, args, timeout).check("polling the swarm").stdout)
+
+    def cancel(self, handle: SwarmHandle, managers: list[str] | None = None) -> CancelReport:
+        """Stop `managers` (default: those of every round) and their tasks; raises when some
+        could not be stopped."""
+        if managers is None:
+            with self.engine(handle) as engine:
+                return engine.cancel()
+        script, args = cancel_command(SwarmLayout(handle.root), managers)
+        result = self.run(script, args, timeout=120)
+        return parse_cancel_output(result.returncode, result.stdout, result.stderr, handle.root)
+
+    def run(self, script: str, args: list[str], timeout: float | None = None) -> CommandResult:
+        return self.shell.run_script(script, args, timeout=timeout)
+
+    def reset(self) -> None:
+        """Drop a connection that may be broken; the next command opens a new one."""
+        self.shell.reset()
+
+
+class LocustsAsyncHook(BaseHook):
+    """The verbs a trigger needs (poll, cancel), without blocking the triggerer's event loop.
+
+    :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine
+    """
+
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "ssh_default"
+    conn_type = "ssh"
+    hook_name = "Locusts (async)"
+
     def __init__(self, ssh_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
+        self.shell: AsyncShell = AsyncLocalShell() if ssh_conn_id is None else AsyncSSHShell(ssh_conn_id)
 
-    @cached_property
-    def executor(self):
-        if self.ssh_conn_id is None:
-            return LocalExecutor()
-        return SSHExecutor(SSHHook(ssh_conn_id=self.ssh_conn_id))
+    async def run(self, script: str, args: list[str], timeout: float | None = None) -> CommandResult:
+        return await self.shell.run_script(script, args, timeout=timeout)
 
-    def async_executor(self):
-        if self.ssh_conn_id is None:
-            return AsyncLocalExecutor()
-        return AsyncSSHExecutor(self.ssh_conn_id)
+    async def poll(self, handle: SwarmHandle, offsets: dict[str, int | None], timeout: float = 120) -> PollResult:
+        script, args = poll_command(SwarmLayout(handle.root), offsets)
+        return parse_poll_output((await self.run(script, args, timeout)).check("polling the swarm").stdout)
 
-    def engine(
-        self,
-        spec: SwarmSpec,
-        swarm_id: str,
-        root: str,
-        options: EngineOptions,
-        local_root: Path,
-        copy_files: bool,
-    ) -> SwarmEngine:
-        """An engine for the swarm root `root` on this hook's host, built through `local_root`.
+    async def cancel(self, handle: SwarmHandle, managers: list[str], timeout: float = 60) -> CancelReport:
+        script, args = cancel_command(SwarmLayout(handle.root), managers)
+        result = await self.run(script, args, timeout)
+        return parse_cancel_output(result.returncode, result.stdout, result.stderr, handle.root)
 
-        copy_files: local_root is a staging copy shipped to the host as tar streams (SSH copy
-        mode); otherwise local_root and root are the same folder (this machine, or a
-        filesystem both sides share, each seeing it at its own path).
-        """
-        transfer = SSHTarTransfer(self.executor) if copy_files else None
-        return SwarmEngine(spec, swarm_id, root, self.executor, options, local_root=local_root, transfer=transfer)
-
-    def close(self) -> None:
-        close = getattr(self.executor, "close", None)
-        if close:
-            close()
+    async def close(self) -> None:
+        await self.shell.close()

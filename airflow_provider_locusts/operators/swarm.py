@@ -3,31 +3,53 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.configuration import conf
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_locusts.hooks.locusts import LocustsHook
+from airflow_provider_locusts.exceptions import LocalModeRefusedError, SwarmLostTrackError, SwarmTasksFailedError
+from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
 from airflow_provider_locusts.swarm.collect import SwarmResult
-from airflow_provider_locusts.swarm.command import SwarmSpecError
-from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, Round, SwarmEngine
+from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
+from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmSpecError
+from airflow_provider_locusts.swarm.handle import HANDLE_XCOM_KEY, SwarmHandle
 from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
-from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, poll_backoff
+from airflow_provider_locusts.swarm.placement import Placement
 from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
+from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
+
+# Longest a single poll may take on the host before it counts as a failed poll.
+POLL_TIMEOUT = 120.0
+
+# Executors that run every step of a task on the machine of the worker that started it.
+SINGLE_HOST_EXECUTORS = frozenset({"LocalExecutor", "airflow.executors.local_executor.LocalExecutor"})
 
 
 def default_work_root() -> str:
-    """Where local swarm roots (or staging copies) go unless `work_root` says otherwise."""
-    return os.environ.get("LOCUSTS_WORK_ROOT") or os.path.join(
-        os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "locusts"
-    )
+    """Where local swarm roots (and copy mode's scratch folders) go: [locusts] work_root,
+    else $AIRFLOW_HOME/locusts."""
+    configured = conf.get("locusts", "work_root", fallback=None)
+    if configured:
+        return configured
+    return os.path.join(os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "locusts")
+
+
+def configured_executors() -> list[str]:
+    """The executors of this deployment ([core] executor: names, paths, or alias:path)."""
+    names = []
+    for entry in conf.get("core", "executor", fallback="LocalExecutor").split(","):
+        entry = entry.strip()
+        if entry:
+            names.append(entry.split(":", 1)[-1])
+    return names
 
 
 class LocustsSwarmOperator(BaseOperator):
@@ -46,10 +68,13 @@ class LocustsSwarmOperator(BaseOperator):
     :param processes: tasks run at once by each manager
     :param batch_size: task folders per `work/batch_<k>` folder
     :param swarm_id: name of the swarm root; default: derived from dag, task, run and map index
-    :param work_root: local folder of swarm roots (and of staging copies in SSH copy mode)
+    :param work_root: local folder of swarm roots (and of copy mode's scratch folders);
+        default: ``[locusts] work_root``, else ``$AIRFLOW_HOME/locusts``
     :param ssh_conn_id: Airflow SSH connection of the host that runs the swarm; None: this machine
     :param remote_root: folder of swarm roots on the SSH host
     :param shared_root: `remote_root` as this machine sees it, when both share a filesystem (no copy)
+    :param output_dir_on_host: `output_dir` is a folder on the SSH host: outputs are collected there,
+        on the host, and only the manifest and the failed tasks' logs cross the network
     :param scheduler: "direct" (managers run detached) or "slurm" (one sbatch job per manager)
     :param nodes: managers (SLURM jobs) at most
     :param min_tasks_per_process: fewer managers are used rather than give one fewer tasks per process
@@ -68,7 +93,8 @@ class LocustsSwarmOperator(BaseOperator):
     :param heartbeat_timeout: seconds without heartbeat before a manager counts as lost
     :param max_poll_failures: failed polls in a row (SSH down; retried with exponential backoff,
         1 s doubling up to 60 s) before the task fails; the swarm keeps running and a retry resumes it
-    :param deferrable: wait in the triggerer (default) instead of holding a worker slot
+    :param deferrable: wait in the triggerer instead of holding a worker slot; default: Airflow's
+        ``[operators] default_deferrable``
     """
 
     template_fields: Sequence[str] = (
@@ -103,6 +129,7 @@ class LocustsSwarmOperator(BaseOperator):
         ssh_conn_id: str | None = None,
         remote_root: str | None = None,
         shared_root: str | None = None,
+        output_dir_on_host: bool = False,
         scheduler: str = "direct",
         nodes: int = 1,
         min_tasks_per_process: int = 1,
@@ -119,7 +146,7 @@ class LocustsSwarmOperator(BaseOperator):
         heartbeat_interval: int = 10,
         heartbeat_timeout: float = 120.0,
         max_poll_failures: int = 8,
-        deferrable: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,6 +164,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.ssh_conn_id = ssh_conn_id
         self.remote_root = remote_root
         self.shared_root = shared_root
+        self.output_dir_on_host = output_dir_on_host
         self.scheduler = scheduler
         self.nodes = nodes
         self.min_tasks_per_process = min_tasks_per_process
@@ -155,10 +183,20 @@ class LocustsSwarmOperator(BaseOperator):
         self.max_poll_failures = max_poll_failures
         self.deferrable = deferrable
 
+
     # --- building blocks -------------------------------------------------------------
     @cached_property
     def hook(self) -> LocustsHook:
-        return LocustsHook(ssh_conn_id=self.ssh_conn_id)
+        return LocustsHook(ssh_conn_id=self.ssh_conn_id, work_root=self.work_root or default_work_root())
+
+    def _placement(self) -> Placement:
+        return Placement(
+            work_root=self.work_root or default_work_root(),
+            ssh_conn_id=self.ssh_conn_id,
+            remote_root=self.remote_root,
+            shared_root=self.shared_root,
+            output_dir_on_host=self.output_dir_on_host,
+        ).check()
 
     def _check_options(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -171,26 +209,36 @@ class LocustsSwarmOperator(BaseOperator):
             raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise SwarmSpecError("heartbeat_timeout must be longer than heartbeat_interval, or live managers would count as lost.")
-        if self.ssh_conn_id is None and (self.remote_root or self.shared_root):
-            raise SwarmSpecError("remote_root and shared_root need ssh_conn_id: without it the swarm runs in work_root on this machine.")
-        if self.ssh_conn_id is not None and not self.remote_root:
-            raise SwarmSpecError("ssh_conn_id is set but remote_root is not: give the folder on the SSH host where swarm roots go.")
-        if self.shared_root and not os.path.isabs(self.shared_root):
-            raise SwarmSpecError(f"shared_root must be an absolute path, got {self.shared_root!r}.")
-        if self.remote_root is not None:
-            parts = self.remote_root.split("/")
-            if not self.remote_root.startswith("/") or self.remote_root.strip("/") == "" or ".." in parts:
-                raise SwarmSpecError(
-                    f"remote_root must be an absolute folder on the SSH host other than '/', without '..'; got {self.remote_root!r}."
-                )
         if self.scheduler == "slurm":
             sbatch_directives(self.slurm_options, self.processes)
             check_setup_lines(self.setup)
         elif self.slurm_options or self.setup or self.container:
             raise SwarmSpecError("slurm_options, setup and container apply to scheduler='slurm' only.")
 
-    def _spec(self) -> SwarmSpec:
+    def _check_deployment(self) -> None:
+        """Local mode needs the trigger (and every later step of the task) on the machine of the
+        worker that starts the swarm: refuse it, before anything is staged, on deployments
+        whose executor may run them elsewhere."""
+        if self.ssh_conn_id is not None or not self.deferrable:
+            return
+        elsewhere = [e for e in configured_executors() if e not in SINGLE_HOST_EXECUTORS]
+        if elsewhere:
+            raise LocalModeRefusedError(
+                f"local mode (no ssh_conn_id) runs the swarm on this worker's machine, but this deployment's "
+                f"executor ({', '.join(elsewhere)}) may run the trigger and the rest of this task on other machines, "
+                "which cannot see it. Give an SSH connection (ssh_conn_id, even to this worker's own host) so any "
+                "machine can reach the swarm, or set deferrable=False so this worker watches it to the end."
+            )
+
+    def _validated(self) -> tuple[Placement, SwarmSpec]:
+        """Every check of the operator's settings and of the swarm's description, before
+        anything is staged or started: one clear error for the first problem."""
         self._check_options()
+        placement = self._placement()
+        self._check_deployment()
+        return placement, self._spec()
+
+    def _spec(self) -> SwarmSpec:
         return build_spec(
             command=self.command,
             output_dir=self.output_dir,
@@ -203,27 +251,8 @@ class LocustsSwarmOperator(BaseOperator):
             batch_size=self.batch_size,
         )
 
-    def _swarm_id(self, context: Context) -> str:
-        if self.swarm_id:
-            return check_swarm_id(self.swarm_id)
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", None)
-        return default_swarm_id(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else map_index)
-
-    def _engine(self, context: Context, spec: SwarmSpec | None = None) -> SwarmEngine:
-        spec = spec or self._spec()
-        swarm_id = self._swarm_id(context)
-        work_root = Path(self.work_root or default_work_root()).expanduser().absolute()
-        if self.ssh_conn_id is None:
-            root = str(work_root / swarm_id)
-            local_root, copy_files = Path(root), False
-        elif self.shared_root:
-            root = f"{self.remote_root.rstrip('/')}/{swarm_id}"
-            local_root, copy_files = Path(self.shared_root) / swarm_id, False
-        else:
-            root = f"{self.remote_root.rstrip('/')}/{swarm_id}"
-            local_root, copy_files = work_root / swarm_id, True
-        options = EngineOptions(
+    def _engine_options(self, copy_files: bool) -> EngineOptions:
+        return EngineOptions(
             scheduler=self.scheduler,
             nodes=self.nodes,
             min_tasks_per_process=self.min_tasks_per_process,
@@ -236,102 +265,154 @@ class LocustsSwarmOperator(BaseOperator):
             setup=tuple(self.setup or ()),
             container=self.container or "",
         )
-        return self.hook.engine(spec, swarm_id, root, options, local_root=local_root, copy_files=copy_files)
+
+    def _swarm_id(self, context: Context) -> str:
+        if self.swarm_id:
+            return check_swarm_id(self.swarm_id)
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", None)
+        return default_swarm_id(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else map_index)
 
     # --- Airflow entry points ----------------------------------------------------------
     def execute(self, context: Context) -> dict:
-        engine = self._running_engine = self._engine(context)
-        round_ = engine.live_round()
-        if round_ is not None:
-            # Starting is idempotent: this only starts managers an earlier try recorded
-            # but did not get to start.
-            engine.start(round_)
-            self.log.info("Swarm %s: round %d is still running, watching it again.", engine.swarm_id, round_.number)
-        else:
-            round_ = engine.prepare_round()
-            if round_ is None:
-                self.log.info("Swarm %s: every task already succeeded; gathering.", engine.swarm_id)
-                return self._finish(context, engine.gather())
-            engine.start(round_)
-            self.log.info(
-                "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
-                engine.swarm_id, round_.number, round_.task_count, len(round_.managers), self.scheduler, engine.layout.root,
-            )
-        return self._watch(context, engine, round_)
+        placement, spec = self._validated()
+        output_dir = self.output_dir if self.output_dir_on_host else str(spec.output_dir)
+        handle = placement.handle(self._swarm_id(context), output_dir, self.scheduler, socket.gethostname())
+        handle = SwarmHandle.from_dict({**handle.to_dict(), "total": spec.total})
+        self._running_handle = handle
+        with self.hook.engine(handle, spec=spec, options=self._engine_options(handle.copy_mode)) as engine:
+            round_ = engine.live_round()
+            if round_ is not None:
+                # Starting is idempotent: this only starts managers an earlier try recorded
+                # but did not get to start.
+                engine.start(round_)
+                self.log.info("Swarm %s: round %d is still running, watching it again.", handle.swarm_id, round_.number)
+            else:
+                round_ = engine.prepare_round()
+                if round_ is None:
+                    self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
+                    return self._finish(context, engine, engine.gather())
+                engine.start(round_)
+                self.log.info(
+                    "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
+                    handle.swarm_id, round_.number, round_.task_count, len(round_.managers), self.scheduler, handle.root,
+                )
+        return self._watch(context, handle.with_round(round_.number, round_.managers, round_.task_count))
 
-    def _watch(self, context: Context, engine: SwarmEngine, round_: Round) -> dict:
-        """Defer to the trigger until the round ends (or poll in the worker when not deferrable)."""
+    def _watch(self, context: Context, handle: SwarmHandle) -> dict:
+        """Defer to the trigger until the round ends (or watch in the worker when not deferrable)."""
+        self._running_handle = handle
+        # Where the swarm lives, for the Swarm view (and for stopping it if Airflow gives up).
+        context["ti"].xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_dict())
         if self.deferrable:
             self.defer(
                 trigger=LocustsSwarmTrigger(
-                    root=engine.layout.root,
-                    managers=round_.managers,
-                    total=round_.task_count,
-                    ssh_conn_id=self.ssh_conn_id,
+                    handle=handle.to_dict(),
                     poll_interval=self.poll_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     max_poll_failures=self.max_poll_failures,
                 ),
                 method_name="execute_complete",
+                timeout=self._time_left(context),
             )
-        return self.execute_complete(context, self._wait_in_worker(engine, round_))
+        return self.execute_complete(context, self._watch_in_worker(handle))
 
-    def _wait_in_worker(self, engine: SwarmEngine, round_: Round) -> dict:
-        """Non-deferrable path: the same polling as the trigger, in the worker."""
-        progress = SwarmProgress(total=round_.task_count, offsets={m: 0 for m in round_.managers})
-        started, last_line, failures = time.monotonic(), None, 0
-        while True:
+    def _time_left(self, context: Context) -> timedelta | None:
+        """What is left of execution_timeout: Airflow gives up on the deferred task after it."""
+        if self.execution_timeout is None:
+            return None
+        start = getattr(context["ti"], "start_date", None)
+        if start is None:
+            return self.execution_timeout
+        elapsed = datetime.now(start.tzinfo) - start
+        return max(self.execution_timeout - elapsed, timedelta(seconds=1))
+
+    def _watch_in_worker(self, handle: SwarmHandle) -> dict:
+        """Non-deferrable path: the trigger's watch, run in the worker."""
+        watch = SwarmWatch(handle, self.poll_interval, self.heartbeat_timeout, self.max_poll_failures)
+        step = watch.precheck()
+        while step is None or step.event is None:
+            if step is not None:
+                time.sleep(step.delay)
             try:
-                poll = engine.poll(progress.offsets)
-            except Exception as error:  # SSH dropped, host unreachable: back off and reconnect
-                failures += 1
-                if failures > self.max_poll_failures:
-                    return {"status": "error", "message": f"the swarm's host could not be polled {failures} times in a row: {error}"}
-                delay = poll_backoff(failures)
-                self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
-                engine.executor.reset()
-                time.sleep(delay)
-                continue
-            failures = 0
-            for manager, chunk in poll.chunks.items():
-                progress.feed(manager, chunk)
-            if progress.line() != last_line:
-                last_line = progress.line()
-                self.log.info("Swarm %s: %s", engine.swarm_id, last_line)
-            verdict = assess(poll, self.heartbeat_timeout, time.monotonic() - started)
-            if verdict.finished:
-                return {"status": "lost" if verdict.lost else "finished", "lost": verdict.lost, "message": verdict.detail}
-            time.sleep(self.poll_interval)
+                step = watch.observe(self.hook.run(*watch.command(), timeout=POLL_TIMEOUT))
+            except TRANSIENT_ERRORS as error:
+                self.hook.reset()
+                step = watch.failed(error)
+            if step.info:
+                self.log.info("Swarm %s: %s", handle.swarm_id, step.info)
+            if step.warning:
+                self.log.warning("Swarm %s: %s", handle.swarm_id, step.warning)
+        return step.event
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
+        handle = SwarmHandle.from_dict(event["handle"])
+        self._running_handle = handle
         if event["status"] == "error":
-            raise AirflowException(f"Lost track of the swarm: {event['message']}. It may still be running; a retry resumes watching it.")
-        engine = self._running_engine = self._engine(context)
-        lost_reason = None
-        if event["status"] == "lost":
-            lost_reason = f"its manager was lost ({event['message']})"
-            self.log.warning("Swarm %s: %s", engine.swarm_id, lost_reason)
-            # A manager that only looks dead (hung, unreachable heartbeat) must not run on
-            # beside its replacement.
-            engine.cancel(event["lost"])
-            if engine.reschedules_in_a_row() < self.max_reschedules:
-                round_ = engine.prepare_round(reschedule=True, lost_managers=event["lost"])
-                if round_ is not None:
-                    engine.start(round_)
-                    self.log.info(
-                        "Swarm %s: rescheduled %d unfinished task(s) in round %d", engine.swarm_id, round_.task_count, round_.number
-                    )
-                    return self._watch(context, engine, round_)
-        return self._finish(context, engine.gather(lost_reason=lost_reason, lost_managers=event.get("lost")))
+            return self._after_lost_track(context, handle, event)
+        if event["status"] == "finished":
+            with self.hook.engine(handle) as engine:
+                return self._finish(context, engine, engine.gather())
+        lost = list(event.get("lost") or [])
+        lost_reason = f"its manager was lost ({event['message']})"
+        self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
+        with self.hook.engine(handle) as engine:
+            next_round = self._replace_lost_managers(engine, handle, lost)
+            if next_round is None:
+                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost))
+        return self._watch(context, next_round)
 
-    def _finish(self, context: Context, result: SwarmResult) -> dict:
+    def _replace_lost_managers(self, engine: SwarmEngine, handle: SwarmHandle, lost: list[str]) -> SwarmHandle | None:
+        """Stop the lost managers, then run what they cut off in a new round (up to
+        max_reschedules rounds in a row); None when nothing is rescheduled."""
+        # A manager that only looks dead (hung, unreachable heartbeat) must not run on
+        # beside its replacement.
+        report = engine.cancel(lost)
+        self.log.info("Swarm %s: stopped the lost managers: %s", handle.swarm_id, report.line())
+        if engine.reschedules_in_a_row() >= self.max_reschedules:
+            return None
+        round_ = engine.reschedule(lost)
+        if round_ is None:
+            return None
+        engine.start(round_)
+        self.log.info("Swarm %s: rescheduled %d unfinished task(s) in round %d", handle.swarm_id, round_.task_count, round_.number)
+        return handle.with_round(round_.number, round_.managers, round_.task_count)
+
+    def _after_lost_track(self, context: Context, handle: SwarmHandle, event: dict[str, Any]) -> dict:
+        """The watch ended without seeing the round end. Gather what exists when the swarm is
+        over; otherwise fail, saying it may still run and that a retry resumes watching it."""
+        message = event["message"]
+        if event.get("reason") == NOT_VISIBLE and handle.local:
+            if handle.origin_host == socket.gethostname():
+                report = self.hook.cancel(handle)
+                raise SwarmLostTrackError(f"Cannot watch the swarm: {message} It was stopped ({report.line()}).")
+            raise SwarmLostTrackError(
+                f"Cannot watch the swarm: {message} It may still be running on {handle.origin_host} in {handle.root}."
+            )
+        try:
+            with self.hook.engine(handle) as engine:
+                if engine.live_round() is not None:
+                    raise SwarmLostTrackError(
+                        f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
+                    )
+                self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathering.", handle.swarm_id, message)
+                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}")
+                return self._finish(context, engine, result)
+        except (SwarmExecutionError, *TRANSIENT_ERRORS) as error:
+            raise SwarmLostTrackError(
+                f"Lost track of the swarm: {message}. It may still be running in {handle.root}; a retry resumes "
+                f"watching it. (Reaching it from this worker failed too: {error})"
+            ) from error
+
+    def _finish(self, context: Context, engine: SwarmEngine, result: SwarmResult) -> dict:
         summary = result.summary()
         if self.cleanup and not result.failed:
-            self._running_engine.cleanup()
-            self.log.info("Swarm %s: removed its root %s", result.swarm_id, self._running_engine.layout.root)
-        ti = context["ti"]
-        ti.xcom_push(key="succeeded", value=summary["succeeded"])
-        ti.xcom_push(key="failed", value=summary["failed"])
+            engine.cleanup()
+            self.log.info("Swarm %s: removed its root %s", result.swarm_id, engine.layout.root)
+        if self.do_xcom_push:
+            ti = context["ti"]
+            ti.xcom_push(key="succeeded", value=summary["succeeded"])
+            ti.xcom_push(key="failed", value=summary["failed"])
         total = summary["total"]
         self.log.info(
             "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
@@ -340,15 +421,37 @@ class LocustsSwarmOperator(BaseOperator):
         if total and summary["failed_count"] / total > self.max_failed_fraction:
             failures = [r for r in result.results if r.state == "failed"][:5]
             listing = "; ".join(f"{r.id}: {r.reason} (logs in {r.folder})" for r in failures)
-            raise AirflowException(
+            raise SwarmTasksFailedError(
                 f"{summary['failed_count']} of {total} tasks failed (allowed fraction {self.max_failed_fraction}). "
                 f"First failures: {listing}. Manifest: {result.manifest}"
             )
         return summary
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        # "__fail__": Airflow gave up on the deferred task (execution_timeout reached, or the
+        # trigger itself failed). The swarm must not run on unseen: stop it, then fail.
+        if next_method == "__fail__":
+            self._stop_abandoned_swarm(context, (next_kwargs or {}).get("error", "unknown"))
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _stop_abandoned_swarm(self, context: Context, why: Any) -> None:
+        ti = context["ti"]
+        recorded = ti.xcom_pull(task_ids=ti.task_id, key=HANDLE_XCOM_KEY, map_indexes=getattr(ti, "map_index", None))
+        if not recorded:
+            return
+        handle = SwarmHandle.from_dict(recorded)
+        try:
+            report = self.hook.cancel(handle)
+        except (SwarmExecutionError, *TRANSIENT_ERRORS) as error:
+            raise SwarmLostTrackError(
+                f"Airflow gave up on the deferred task ({why}); stopping the swarm in {handle.root} failed: {error}"
+            ) from error
+        raise SwarmLostTrackError(f"Airflow gave up on the deferred task ({why}): the swarm was stopped ({report.line()}).")
+
     def on_kill(self) -> None:
         """Stop the swarm's managers and their running tasks (worker side; the trigger has its own)."""
-        engine = getattr(self, "_running_engine", None)
-        if engine is not None:
-            self.log.info("Cancelling swarm %s", engine.swarm_id)
-            engine.cancel()
+        handle = getattr(self, "_running_handle", None)
+        if handle is not None:
+            self.log.info("Cancelling swarm %s", handle.swarm_id)
+            report = self.hook.cancel(handle)
+            self.log.info("Cancelled swarm %s: %s", handle.swarm_id, report.line())

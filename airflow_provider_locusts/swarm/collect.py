@@ -1,7 +1,8 @@
-"""Gathering: event logs → succeeded / failed with reasons; outputs moved into output_dir; manifest.
+"""Gathering: event logs → succeeded / failed with reasons; outputs into output_dir; manifest.
 
-Works on a local view of the swarm root (the root itself, or what was fetched of a
-remote root). Outputs are moved without ever replacing a file already in output_dir.
+Decisions are made from a local view of the swarm root (the root itself, or what was
+fetched of a remote one); outputs are moved by a sink (sinks.py), on this machine or
+on the swarm's host, never replacing a file already in output_dir.
 """
 
 from __future__ import annotations
@@ -9,16 +10,31 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
-import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from airflow_provider_locusts.swarm.errors import OutputCollisionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import EventFold, TaskOutcome
-from airflow_provider_locusts.swarm.spec import SwarmSpec
+from airflow_provider_locusts.swarm.sinks import OutputSink
+from airflow_provider_locusts.swarm.table import TaskRow
 
 MANIFEST_PREFIX = "locusts_manifest."
+MISSING_OUTPUTS_FILE = ".locusts_missing"
+
+__all__ = [
+    "MANIFEST_PREFIX",
+    "OutputCollisionError",
+    "SwarmResult",
+    "TaskResult",
+    "check_output_dir",
+    "fold_event_files",
+    "gather",
+    "manifest_name",
+    "read_results",
+    "succeeded_indexes",
+]
 
 
 @dataclass
@@ -32,7 +48,14 @@ class TaskResult:
     duration: float | None
     host: str | None
     outputs: list[str]
-    folder: str
+    folder: str  # the task folder on the swarm's host (stdout.txt, stderr.txt)
+    started_at: float | None = None  # epoch seconds on the swarm's host, last attempt
+    ended_at: float | None = None
+    manager: str | None = None  # e.g. "r0m1": round 0, manager 1
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> TaskResult:
+        return cls(**{k: v for k, v in entry.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -41,6 +64,7 @@ class SwarmResult:
     results: list[TaskResult]
     output_dir: str
     manifest: str
+    extra_files: dict[str, str] = field(default_factory=dict)  # name → path (the report)
 
     @property
     def succeeded(self) -> list[str]:
@@ -69,12 +93,8 @@ class SwarmResult:
         }
 
 
-class OutputCollisionError(FileExistsError):
-    """output_dir already holds a file this swarm would write."""
-
-
-def manifest_path(output_dir: Path, swarm_id: str) -> Path:
-    return output_dir / f"{MANIFEST_PREFIX}{swarm_id}.jsonl"
+def manifest_name(swarm_id: str) -> str:
+    return f"{MANIFEST_PREFIX}{swarm_id}.jsonl"
 
 
 def read_results(layout: SwarmLayout) -> dict[int, dict]:
@@ -108,55 +128,23 @@ def succeeded_indexes(layout: SwarmLayout) -> set[int]:
     return done
 
 
-def check_output_dir(spec: SwarmSpec, layout: SwarmLayout, overwrite: bool) -> None:
+def check_output_dir(tasks: Sequence[TaskRow], layout: SwarmLayout, sink: OutputSink, overwrite: bool) -> None:
     """Refuse to start when output_dir already holds files this swarm would write (unless ours)."""
-    if overwrite or not spec.output_dir.exists():
+    if overwrite:
         return
     ours = {i for i, entry in read_results(layout).items() if entry["state"] == "succeeded"}
-    for task in spec.tasks:
-        if task.index in ours:
-            continue
-        for out in task.outputs:
-            if (spec.output_dir / out).exists():
-                raise OutputCollisionError(
-                    f"output_dir already holds {spec.output_dir / out}, which task {task.task_id!r} would write: "
-                    "move it away, choose another output_dir, or set overwrite_outputs=True."
-                )
+    wanted = [(task, out) for task in tasks if task.index not in ours for out in task.outputs]
+    clash = sink.existing([out for _, out in wanted])
+    if clash:
+        owner = {out: task for task, out in wanted}
+        first = clash[0]
+        raise OutputCollisionError(
+            f"output_dir already holds {sink.describe(first)}, which task {owner[first].task_id!r} would write: "
+            "move it away, choose another output_dir, or set overwrite_outputs=True."
+        )
 
 
-def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
-    """Move source to target atomically; without `overwrite`, never replace an existing target."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        try:
-            os.replace(source, target)
-            return
-        except OSError:
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            shutil.copy2(source, tmp)
-            os.replace(tmp, target)
-            os.unlink(source)
-            return
-    try:
-        os.link(source, target)  # fails if target exists: the atomic no-clobber step
-    except FileExistsError:
-        if os.path.samefile(source, target):  # linked by a gather interrupted before the unlink
-            os.unlink(source)
-            return
-        raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
-    except OSError:
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        shutil.copy2(source, tmp)
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
-        finally:
-            os.unlink(tmp)
-    os.unlink(source)
-
-
-def _failure_reason(outcome: TaskOutcome | None, task_dir: Path, lost: str | None, lost_managers: list[str]) -> str:
+def _failure_reason(outcome: TaskOutcome | None, missing_names: list[str], lost: str | None, lost_managers: list[str]) -> str:
     if outcome is None or outcome.attempts == 0:
         return f"never started: {lost}" if lost else "never started"
     if not outcome.finished:
@@ -167,69 +155,86 @@ def _failure_reason(outcome: TaskOutcome | None, task_dir: Path, lost: str | Non
     if outcome.exit_code != 0:
         parts.append(f"exit code {outcome.exit_code}")
     if outcome.missing_outputs:
-        missing_file = task_dir / ".locusts_missing"
-        names = missing_file.read_text(errors="replace").split("\n") if missing_file.exists() else []
-        parts.append("missing outputs: " + ", ".join(n for n in names if n))
+        parts.append("missing outputs: " + ", ".join(missing_names))
     return "; ".join(parts)
 
 
+def _reported_missing(layout: SwarmLayout, task: TaskRow) -> list[str]:
+    path = Path(layout.task_dir(task.folder)) / MISSING_OUTPUTS_FILE
+    if not path.exists():
+        return []
+    return [n for n in path.read_text(errors="replace").split("\n") if n]
+
+
 def gather(
-    spec: SwarmSpec,
+    tasks: Sequence[TaskRow],
     layout: SwarmLayout,
     swarm_id: str,
+    sink: OutputSink,
     overwrite: bool = False,
     lost_reason: str | None = None,
     lost_managers: list[str] | None = None,
+    host_root: str | None = None,
 ) -> SwarmResult:
     """Decide every task's state, collect outputs of the succeeded ones and write the manifest.
 
+    `layout` is the local view: events, earlier results and the failed tasks' files.
     `lost_reason` explains tasks that never ended, or were killed with `lost_managers`
-    (e.g. "its manager was lost (r0m0: dead (job TIMEOUT))").
+    (e.g. "its manager was lost (r0m0: dead (job TIMEOUT))"). `host_root`: the root as
+    the swarm's host sees it, for the folders named in the manifest.
     Idempotent: gathering again after an interruption finishes the job.
     """
     previous = read_results(layout)
     outcomes = fold_event_files(layout)
-    out_dir = spec.output_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[TaskResult] = []
-    for task in spec.tasks:
+    host = SwarmLayout(host_root or layout.root)
+    results: dict[int, TaskResult] = {}
+    to_collect: list[TaskRow] = []
+    for task in tasks:
         before = previous.get(task.index)
         if before and before["state"] == "succeeded":
-            results.append(TaskResult(**before))
+            results[task.index] = TaskResult.from_entry(before)
             continue
         outcome = outcomes.get(task.index)
-        task_dir = Path(layout.task_dir(task.folder))
-        common = dict(
+        results[task.index] = TaskResult(
             index=task.index,
             id=task.task_id,
+            state="failed",
+            reason=None,
             exit_code=outcome.exit_code if outcome else None,
             attempts=outcome.attempts if outcome else 0,
             duration=outcome.duration if outcome else None,
             host=outcome.host if outcome else None,
-            folder=str(task_dir),
+            outputs=[],
+            folder=host.task_dir(task.folder),
+            started_at=outcome.started_at if outcome else None,
+            ended_at=outcome.ended_at if outcome else None,
+            manager=outcome.manager if outcome else None,
         )
         if outcome and outcome.ok:
-            missing = [o for o in task.outputs if not (task_dir / o).exists() and not (out_dir / o).exists()]
-            if not missing:
-                for o in task.outputs:
-                    if (task_dir / o).exists():
-                        move_no_clobber(task_dir / o, out_dir / o, overwrite)
-                results.append(TaskResult(state="succeeded", reason=None, outputs=[str(out_dir / o) for o in task.outputs], **common))
-                continue
-            reason = "missing outputs: " + ", ".join(missing)
+            to_collect.append(task)
         else:
-            reason = _failure_reason(outcome, task_dir, lost_reason, lost_managers or [])
-        results.append(TaskResult(state="failed", reason=reason, outputs=[], **common))
+            missing = _reported_missing(layout, task) if outcome and outcome.missing_outputs else []
+            results[task.index].reason = _failure_reason(outcome, missing, lost_reason, lost_managers or [])
 
-    _write_jsonl(Path(layout.results), results)
-    manifest = manifest_path(out_dir, swarm_id)
-    _write_jsonl(manifest, results)
-    return SwarmResult(swarm_id=swarm_id, results=results, output_dir=str(out_dir), manifest=str(manifest))
+    missing_by_index = sink.collect(to_collect, overwrite)
+    for task in to_collect:
+        result = results[task.index]
+        missing = missing_by_index.get(task.index, [])
+        if missing:
+            result.reason = "missing outputs: " + ", ".join(missing)
+        else:
+            result.state = "succeeded"
+            result.outputs = [sink.describe(o) for o in task.outputs]
+
+    ordered = [results[t.index] for t in tasks]
+    lines = "".join(json.dumps(asdict(r)) + "\n" for r in ordered)
+    _write_text(Path(layout.results), lines)
+    manifest = sink.write_text(manifest_name(swarm_id), lines)
+    return SwarmResult(swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest)
 
 
-def _write_jsonl(path: Path, results: list[TaskResult]) -> None:
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(asdict(r)) + "\n")
+        f.write(text)
     os.replace(tmp, path)

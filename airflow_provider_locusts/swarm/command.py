@@ -15,13 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from airflow_provider_locusts.swarm.errors import SwarmSpecError
+
 _HANDLE = re.compile(r"<id>|<shared>([A-Za-z_][A-Za-z0-9_]*)?|<arg(\d+)>")
 
 ID_VAR = "LOCUSTS_ID"
-
-
-class SwarmSpecError(ValueError):
-    """A swarm description that cannot run; the message says what to fix."""
 
 
 def shared_var(name: str) -> str:

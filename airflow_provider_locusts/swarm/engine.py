@@ -1,47 +1,51 @@
-"""The swarm engine: prepare a round, start its managers, poll, cancel, gather.
+"""The swarm engine: prepare a round, start its managers, poll, cancel, reschedule, gather.
 
-Airflow-free. It acts on the swarm's host only through an Executor (shell scripts run
-where the root lives) and builds files through a local view of the root: the root
-itself when it is on this machine or on a filesystem both sides share, or a staging
-copy that a Transfer ships over (remote copy mode).
+Airflow-free. It acts on the swarm's host only through a Shell (scripts run where the
+root lives) and reads and builds files through a local view of the root: the root
+itself when it is on this machine or on a filesystem both sides share, or a scratch
+folder that a Transfer fills from and ships to the root (SSH copy mode).
+
+Only a new try's round needs the swarm's description (SwarmSpec: it stages inputs).
+Everything after the start works from the root alone (SwarmEngine.attach): the task
+table, the settings and the ledger are read back from it, on whichever machine runs.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from airflow_provider_locusts.swarm import collect
-from airflow_provider_locusts.swarm.executor import Executor, LocalExecutor, SwarmExecutionError
+from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmSpecError
+from airflow_provider_locusts.swarm.host_commands import (
+    CLEANUP_SCRIPT,
+    CLEAR_FOLDERS_SCRIPT,
+    CancelReport,
+    LogTail,
+    cancel_command,
+    log_tail_command,
+    parse_cancel_output,
+    parse_log_tail,
+    parse_read_files,
+    poll_command,
+    read_files_command,
+)
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
-from airflow_provider_locusts.swarm.render import render
+from airflow_provider_locusts.swarm.render import host_script, render
+from airflow_provider_locusts.swarm.shell import Shell
+from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
 from airflow_provider_locusts.swarm.slurm import check_plain_path, check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec
-from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, split_among_managers, write_file
+from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, ManagerPlan, split_among_managers, write_file, write_managers
+from airflow_provider_locusts.swarm.table import TaskRow, as_rows, parse_task_table
 
 SCHEDULERS = ("direct", "slurm")
-
-# Runs the swarm's own poll.sh (staged in exec/) with the offsets as arguments.
-POLL_COMMAND = 'script=$1; shift; exec bash "$script" "$@"'
-
-
-# Removes a swarm root only when it holds the files every swarm root has.
-CLEANUP_SCRIPT = (
-    'root=$1; if [ ! -f "$root/exec/ledger.json" ] || [ ! -f "$root/exec/tasks.jsonl" ]; then '
-    'echo "refusing to remove $root: not a swarm root" >&2; exit 1; fi; rm -rf -- "$root"'
-)
-
-
-def poll_arguments(layout: SwarmLayout, offsets: dict[str, int | None]) -> list[str]:
-    args = [layout.poll_script]
-    for name, offset in offsets.items():
-        args += [name, "-" if offset is None else str(offset)]
-    return args
 
 
 class Transfer(Protocol):
@@ -67,6 +71,12 @@ class EngineOptions:
     setup: tuple[str, ...] = ()
     container: str = ""
 
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineOptions:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["setup"] = tuple(known.get("setup") or ())
+        return cls(**known)
+
 
 @dataclass(frozen=True)
 class Round:
@@ -76,41 +86,147 @@ class Round:
 
 
 class SwarmEngine:
+    """One swarm root, reached through `shell` (and `transfer` in copy mode).
+
+    :param spec: the swarm's description; only a new try's round needs it (None: attached)
+    :param local_root: the local view of the root (default: the root itself)
+    :param scratch: local_root is a scratch folder of this engine's, removed by close()
+    :param output_dir: where outputs go (default: the spec's); output_dir_on_host: it is a
+        folder on the swarm's host, where outputs are moved without crossing the network
+    """
+
     def __init__(
         self,
-        spec: SwarmSpec,
+        spec: SwarmSpec | None,
         swarm_id: str,
         root: str,
-        executor: Executor,
+        shell: Shell,
         options: EngineOptions = EngineOptions(),
         local_root: Path | None = None,
         transfer: Transfer | None = None,
+        output_dir: str | Path | None = None,
+        output_dir_on_host: bool | None = None,
+        scratch: bool = False,
     ):
         self.spec = spec
         self.swarm_id = swarm_id
         self.layout = SwarmLayout(root)
         self.local_root = Path(local_root or root)
         self.local = SwarmLayout(str(self.local_root))
-        self.executor = executor
+        self.shell = shell
         self.options = options
         self.transfer = transfer
+        self.output_dir = str(output_dir if output_dir is not None else spec.output_dir if spec else "")
+        # None on an attached engine: as the root's settings say.
+        self.output_dir_on_host = bool(output_dir_on_host) if spec else output_dir_on_host
+        self.scratch = scratch
+        self._rows: list[TaskRow] | None = as_rows(spec.tasks) if spec else None
+        self._processes = spec.processes if spec else None
 
-    # --- the ledger of rounds -------------------------------------------------------
+    @classmethod
+    def attach(
+        cls,
+        root: str,
+        shell: Shell,
+        local_root: Path | None = None,
+        transfer: Transfer | None = None,
+        output_dir: str | None = None,
+        output_dir_on_host: bool | None = None,
+        scratch: bool = False,
+    ) -> SwarmEngine:
+        """An engine for a swarm that was staged already: its settings and task table are
+        read from the root when first needed (no SwarmSpec, no input_dir)."""
+        return cls(
+            None,
+            posixpath.basename(root.rstrip("/")),
+            root,
+            shell,
+            local_root=local_root,
+            transfer=transfer,
+            output_dir=output_dir,
+            output_dir_on_host=output_dir_on_host,
+            scratch=scratch,
+        )
+
+    def close(self) -> None:
+        """Remove this engine's scratch view (copy mode); the root itself stays."""
+        if self.scratch:
+            shutil.rmtree(self.local_root, ignore_errors=True)
+
+    # --- what the root records: settings, task table, ledger ---------------------------------
+    def _load_from_root(self) -> None:
+        """Settings and task table of an attached engine, from the (pulled) local view."""
+        if self._rows is not None:
+            return
+        self._pull(["exec"])
+        path = Path(self.local.settings)
+        if not path.exists():
+            raise SwarmExecutionError(
+                f"{self.layout.root} holds no swarm settings (exec/swarm.json): it was not staged by this "
+                "version of the provider, or it is not a swarm root."
+            )
+        settings = json.loads(path.read_text())
+        self.options = EngineOptions.from_dict(settings["options"])
+        self._processes = settings["processes"]
+        self.swarm_id = settings["swarm_id"]
+        if not self.output_dir:
+            self.output_dir = settings["output_dir"]
+        if self.output_dir_on_host is None:
+            self.output_dir_on_host = settings.get("output_dir_on_host", False)
+        with open(self.local.task_table, encoding="utf-8", errors="surrogateescape") as f:
+            self._rows = parse_task_table(f)
+
+    @property
+    def tasks(self) -> list[TaskRow]:
+        self._load_from_root()
+        return self._rows
+
+    @property
+    def processes(self) -> int:
+        self._load_from_root()
+        return self._processes
+
+    def _write_settings(self) -> None:
+        settings = {
+            "swarm_id": self.swarm_id,
+            "processes": self._processes,
+            "output_dir": self.output_dir,
+            "output_dir_on_host": self.output_dir_on_host,
+            "options": asdict(self.options),
+        }
+        write_file(Path(self.local.settings), json.dumps(settings, indent=1))
+
+    def read_files(self, names: list[str]) -> dict[str, bytes | None]:
+        """Small files of the root (relative names), read on the host in one round trip."""
+        script, args = read_files_command(self.layout.root, names)
+        result = self.shell.run_script(script, args)
+        result.check(f"reading {', '.join(names)} in the swarm root {self.layout.root}")
+        return parse_read_files(result.stdout)
+
     def read_ledger(self) -> dict:
-        result = self.executor.run_script('cat -- "$1" 2>/dev/null || true', [self.layout.ledger])
-        text = result.stdout.decode().strip()
+        text = self.read_files(["exec/ledger.json"])["exec/ledger.json"]
         return json.loads(text) if text else {"swarm_id": self.swarm_id, "rounds": []}
 
     def _local_ledger(self) -> dict:
         path = Path(self.local.ledger)
         return json.loads(path.read_text()) if path.exists() else {"swarm_id": self.swarm_id, "rounds": []}
 
-    def _write_ledger(self, ledger: dict) -> None:
+    def _append_round(self, ledger: dict, number: int, kind: str, managers: list[str], tasks: int) -> Round:
+        ledger["rounds"].append(
+            {
+                "round": number,
+                "kind": kind,
+                "managers": managers,
+                "tasks": tasks,
+                "scheduler": self.options.scheduler,
+                "prepared_at": time.time(),
+            }
+        )
         path = Path(self.local.ledger)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(ledger, indent=1))
         tmp.replace(path)
-        self._push(["exec/ledger.json"])
+        return Round(number, managers, tasks)
 
     def live_round(self) -> Round | None:
         """The last round, if any of its managers is still alive (a retry resumes watching it)."""
@@ -123,24 +239,32 @@ class SwarmEngine:
             return Round(last["round"], last["managers"], last["tasks"])
         return None
 
-    # --- preparing and starting a round ----------------------------------------------
-    def prepare_round(self, reschedule: bool = False, lost_managers: list[str] | None = None) -> Round | None:
-        """Stage what the next round needs; None when nothing is left to run.
+    def reschedules_in_a_row(self) -> int:
+        """Reschedule rounds since the last round started by a try: what `max_reschedules` limits."""
+        count = 0
+        for entry in reversed(self.read_ledger()["rounds"]):
+            if entry.get("kind") != "reschedule":
+                break
+            count += 1
+        return count
 
-        A new try runs every task that has not succeeded. A reschedule (after a lost
-        manager, within the same try) runs only the tasks its loss cut off (see
-        TaskOutcome.cut_off_by): a task that ended on its own, well or badly, keeps its result.
-        """
-        self._pull_events()
-        if reschedule:
-            outcomes = collect.fold_event_files(self.local)
-            todo = [t for t in self.spec.tasks if t.index not in outcomes or outcomes[t.index].cut_off_by(lost_managers or [])]
-        else:
-            done = collect.succeeded_indexes(self.local)
-            todo = [t for t in self.spec.tasks if t.index not in done]
+    # --- preparing a round ------------------------------------------------------------------
+    def sink(self) -> OutputSink:
+        self._load_from_root()
+        if self.output_dir_on_host:
+            return HostSink(self.shell, self.output_dir, self.layout.work_dir)
+        return LocalSink(self.output_dir, self.local.work_dir)
+
+    def prepare_round(self) -> Round | None:
+        """Stage a new try's round: every task that has not succeeded; None when none is left."""
+        if self.spec is None:
+            raise SwarmSpecError("a new round needs the swarm's description: this engine was attached to a root only")
+        self._pull(["exec"])
+        done = collect.succeeded_indexes(self.local)
+        todo = [t for t in self.spec.tasks if t.index not in done]
         if not todo:
             return None
-        collect.check_output_dir(self.spec, self.local, self.options.overwrite_outputs)
+        collect.check_output_dir(self.tasks, self.local, self.sink(), self.options.overwrite_outputs)
         ledger = self._local_ledger()  # exec/ was just pulled: no second round trip
         number = len(ledger["rounds"])
         plans = split_among_managers(todo, self.options.nodes, self.spec.processes, self.options.min_tasks_per_process, number)
@@ -152,112 +276,159 @@ class SwarmEngine:
         builder.write_task_table()
         builder.stage_shared()
         builder.stage_tasks(todo)
-        builder.write_managers(
-            plans, self.spec.processes, self.options.heartbeat_interval, self.options.scheduler, self.options.task_retries
+        self._write_settings()
+        self._write_round_scripts(plans)
+        round_ = self._append_round(ledger, number, "start", [p.name for p in plans], len(todo))
+        if self.transfer is not None:
+            # The host's copies of these folders hold an earlier attempt's files: clear them,
+            # since unpacking over them would leave those files in place.
+            self._clear_folders([t.folder for t in todo])
+        self._push(["."])
+        return round_
+
+    def reschedule(self, lost_managers: list[str]) -> Round | None:
+        """A round for the tasks the loss of `lost_managers` cut off (see TaskOutcome.cut_off_by):
+        a task that ended on its own, well or badly, keeps its result. Works from the root
+        alone: each folder is reset on the host to what staging put there."""
+        self._load_from_root()
+        outcomes = collect.fold_event_files(self.local)
+        todo = [t for t in self.tasks if t.index not in outcomes or outcomes[t.index].cut_off_by(lost_managers)]
+        if not todo:
+            return None
+        ledger = self._local_ledger()
+        number = len(ledger["rounds"])
+        plans = split_among_managers(todo, self.options.nodes, self.processes, self.options.min_tasks_per_process, number)
+        self._reset_folders(todo)
+        self._write_round_scripts(plans)
+        round_ = self._append_round(ledger, number, "reschedule", [p.name for p in plans], len(todo))
+        self._push(["exec"])
+        return round_
+
+    def _write_round_scripts(self, plans: list[ManagerPlan]) -> None:
+        write_managers(
+            self.local,
+            self.layout,
+            plans,
+            self.processes,
+            self.options.heartbeat_interval,
+            self.options.scheduler,
+            self.options.task_retries,
         )
         if self.options.scheduler == "slurm":
-            self._write_slurm_scripts(plans)
-        self._push(["."])
+            directives = sbatch_directives(self.options.slurm_options, self.processes)
+            for plan in plans:
+                text = render(
+                    "slurm.sh.j2",
+                    manager=plan.name,
+                    swarm_id=self.swarm_id,
+                    root=check_plain_path("the swarm root", self.layout.root),
+                    log=self.layout.manager_file(plan.name, "log"),
+                    manager_script=self.layout.manager_file(plan.name, "sh"),
+                    directives=directives,
+                    setup=check_setup_lines(self.options.setup),
+                    container=self.options.container,
+                )
+                write_file(Path(self.local.manager_file(plan.name, "slurm")), text, 0o755)
 
-        managers = [p.name for p in plans]
-        ledger["rounds"].append(
-            {
-                "round": number,
-                "kind": "reschedule" if reschedule else "start",
-                "managers": managers,
-                "tasks": len(todo),
-                "scheduler": self.options.scheduler,
-                "prepared_at": time.time(),
-            }
+    def _clear_folders(self, folders: list[str]) -> None:
+        listing = b"".join(f.encode("utf-8", "surrogateescape") + b"\0" for f in folders)
+        self.shell.run_script(CLEAR_FOLDERS_SCRIPT, [self.layout.work_dir], stdin_data=listing).check(
+            "clearing task folders before staging them again"
         )
-        self._write_ledger(ledger)
-        return Round(number, managers, len(todo))
 
-    def reschedules_in_a_row(self) -> int:
-        """Reschedule rounds since the last round started by a try: what `max_reschedules` limits."""
-        count = 0
-        for entry in reversed(self.read_ledger()["rounds"]):
-            if entry.get("kind") != "reschedule":
-                break
-            count += 1
-        return count
+    def _reset_folders(self, tasks: list[TaskRow]) -> None:
+        records = b"".join(
+            _nul(t.folder) + _nul(str(len(t.staged))) + b"".join(_nul(s) for s in t.staged) for t in tasks
+        )
+        self.shell.run_script(host_script("reset_tasks.sh"), [self.layout.work_dir], stdin_data=records).check(
+            "resetting the folders of the tasks to run again"
+        )
 
-    def _write_slurm_scripts(self, plans) -> None:
-        directives = sbatch_directives(self.options.slurm_options, self.spec.processes)
-        for plan in plans:
-            text = render(
-                "slurm.sh.j2",
-                manager=plan.name,
-                swarm_id=self.swarm_id,
-                root=check_plain_path("the swarm root", self.layout.root),
-                log=self.layout.manager_file(plan.name, "log"),
-                manager_script=self.layout.manager_file(plan.name, "sh"),
-                directives=directives,
-                setup=check_setup_lines(self.options.setup),
-                container=self.options.container,
-            )
-            write_file(Path(self.local.manager_file(plan.name, "slurm")), text, 0o755)
-
+    # --- running and watching ----------------------------------------------------------------
     def start(self, round_: Round) -> None:
         """Start the round's managers: detached in their own session, or as SLURM jobs."""
         if self.options.scheduler == "slurm":
             script = render("submit_slurm.sh.j2")
         else:
             script = render("start_direct.sh.j2")
-        self.executor.run_script(script, [self.layout.exec_dir, *round_.managers]).check("starting the swarm's managers")
+        self.shell.run_script(script, [self.layout.exec_dir, *round_.managers]).check("starting the swarm's managers")
 
-    # --- watching ----------------------------------------------------------------------
     def poll(self, offsets: dict[str, int | None]) -> PollResult:
         """One poll: managers' states and the events after each offset (None: states only)."""
-        result = self.executor.run_script(POLL_COMMAND, poll_arguments(self.layout, offsets))
+        script, args = poll_command(self.layout, offsets)
+        result = self.shell.run_script(script, args)
         result.check("polling the swarm")
         return parse_poll_output(result.stdout)
 
-    def cancel(self, managers: list[str] | None = None) -> None:
-        """Stop the given managers (default: every manager of every round) and their running tasks."""
+    def cancel(self, managers: list[str] | None = None) -> CancelReport:
+        """Stop the given managers (default: every manager of every round) and their running tasks.
+        Raises SwarmExecutionError, naming them, when some could not be stopped."""
         if managers is None:
             managers = [m for r in self.read_ledger()["rounds"] for m in r["managers"]]
-        if managers:
-            self.executor.run_script(render("cancel.sh.j2"), [self.layout.exec_dir, *managers]).check("cancelling the swarm")
+        if not managers:
+            return CancelReport({}, "")
+        script, args = cancel_command(self.layout, managers)
+        result = self.shell.run_script(script, args)
+        return parse_cancel_output(result.returncode, result.stdout, result.stderr, self.layout.root)
+
+    def log_tail(self, task: TaskRow, name: str, max_bytes: int = 65536) -> LogTail:
+        script, args = log_tail_command(self.layout, task.folder, name, max_bytes)
+        result = self.shell.run_script(script, args)
+        result.check(f"reading {name} of task {task.task_id!r}")
+        return parse_log_tail(result.stdout)
 
     # --- results -------------------------------------------------------------------------
     def gather(self, lost_reason: str | None = None, lost_managers: list[str] | None = None) -> collect.SwarmResult:
-        self._pull_for_gather()
-        return collect.gather(self.spec, self.local, self.swarm_id, self.options.overwrite_outputs, lost_reason, lost_managers)
+        sink = self.sink()
+        self._pull_for_gather(sink)
+        result = collect.gather(
+            self.tasks, self.local, self.swarm_id, sink, self.options.overwrite_outputs, lost_reason, lost_managers,
+            host_root=self.layout.root,
+        )
+        self._push(["exec/results.jsonl"])
+        return result
 
     def cleanup(self) -> None:
-        """Remove the swarm root (and a local staging copy). Refuses any folder that is not
-        this swarm's root: its name must be the swarm id and it must hold our ledger."""
-        for where, root, runner in (("host", self.layout.root, self.executor), ("staging", str(self.local_root), None)):
-            if runner is None and (self.transfer is None or not self.local_root.exists()):
-                continue
-            if posixpath.basename(root.rstrip("/")) != self.swarm_id:
-                raise SwarmExecutionError(f"refusing to remove {root}: it is not named after swarm {self.swarm_id}")
-            (runner or LocalExecutor()).run_script(CLEANUP_SCRIPT, [root]).check(f"removing the swarm root {root} ({where})")
+        """Remove the swarm root. Refuses any folder that is not this swarm's root: its name
+        must be the swarm id and it must hold our ledger."""
+        root = self.layout.root
+        if posixpath.basename(root.rstrip("/")) != self.swarm_id:
+            raise SwarmExecutionError(f"refusing to remove {root}: it is not named after swarm {self.swarm_id}")
+        self.shell.run_script(CLEANUP_SCRIPT, [root]).check(f"removing the swarm root {root}")
 
     # --- copy mode (no-ops when the root is local or shared) ---------------------------
     def _push(self, relative_paths: list[str]) -> None:
         if self.transfer is not None:
             self.transfer.push(self.local_root, self.layout.root, relative_paths)
 
-    def _pull_events(self) -> None:
+    def _pull(self, relative_paths: list[str]) -> None:
         if self.transfer is not None:
-            self.transfer.pull(self.layout.root, self.local_root, ["exec"])
+            self.transfer.pull(self.layout.root, self.local_root, relative_paths)
 
-    def _pull_for_gather(self) -> None:
+    def _pull_for_gather(self, sink: OutputSink) -> None:
+        """Copy mode: the failed tasks' logs, and the succeeded tasks' outputs when they are
+        collected here. Nothing of a task that succeeded earlier."""
         if self.transfer is None:
             return
-        self._pull_events()
+        self._pull(["exec"])
         outcomes = collect.fold_event_files(self.local)
+        already = {i for i, e in collect.read_results(self.local).items() if e["state"] == "succeeded"}
+        outputs_here = isinstance(sink, LocalSink)
         wanted = []
-        for task in self.spec.tasks:
+        for task in self.tasks:
             outcome = outcomes.get(task.index)
-            if outcome is None:
+            if outcome is None or task.index in already:
                 continue
             base = f"work/{task.folder}"
-            wanted += [f"{base}/stdout.txt", f"{base}/stderr.txt", f"{base}/exit_code"]
             if outcome.ok:
-                wanted += [f"{base}/{o}" for o in task.outputs]
-            if outcome.missing_outputs:
-                wanted.append(f"{base}/.locusts_missing")
-        self.transfer.pull(self.layout.root, self.local_root, wanted)
+                if outputs_here:
+                    wanted += [f"{base}/{o}" for o in task.outputs]
+            else:
+                wanted += [f"{base}/stdout.txt", f"{base}/stderr.txt", f"{base}/{collect.MISSING_OUTPUTS_FILE}"]
+        if wanted:
+            self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+def _nul(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape") + b"\0"
+

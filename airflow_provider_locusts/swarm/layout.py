@@ -30,7 +30,7 @@ def default_swarm_id(dag_id: str, task_id: str, run_id: str, map_index: int) -> 
 
 
 def check_swarm_id(swarm_id: str) -> str:
-    from airflow_provider_locusts.swarm.command import SwarmSpecError
+    from airflow_provider_locusts.swarm.errors import SwarmSpecError
 
     if not isinstance(swarm_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", swarm_id):
         raise SwarmSpecError(
@@ -71,18 +71,20 @@ class SwarmLayout:
         return join(self.exec_dir, "results.jsonl")
 
     @property
-    def poll_script(self) -> str:
-        return join(self.exec_dir, "poll.sh")
+    def settings(self) -> str:
+        """The swarm's settings (JSON): what reschedules and gathers need besides the task table."""
+        return join(self.exec_dir, "swarm.json")
 
     @property
-    def cancel_script(self) -> str:
-        return join(self.exec_dir, "cancel.sh")
+    def poll_script(self) -> str:
+        return join(self.exec_dir, "poll.sh")
 
     def task_dir(self, folder: str) -> str:
         return join(self.work_dir, folder)
 
     def manager_file(self, manager: str, kind: str) -> str:
-        """kind: sh (script), tasks (task list), events, heartbeat, pid, done, log, jobid, slurm."""
+        """kind: sh (script), tasks (task list), events, heartbeat, pid, done, log, jobid, slurm,
+        launched (started directly), cancelled (never to start)."""
         suffix = {"sh": ".sh", "slurm": ".slurm.sh", "log": ".log"}.get(kind, f".{kind}")
         name = f"manager_{manager}{suffix}" if kind in ("sh", "slurm", "log") else f"{kind}_{manager}"
         return join(self.exec_dir, name)

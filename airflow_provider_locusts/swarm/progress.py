@@ -21,6 +21,7 @@ class ManagerStatus:
     state: str  # done | running | starting | queued | dead
     heartbeat_age: int | None
     job_state: str | None  # scheduler's state, None when started directly
+    since_launch: int | None = None  # seconds since it was launched or submitted (host clock)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ def parse_poll_output(data: bytes) -> PollResult:
         if header[0] == "@now":
             now = int(header[1])
         elif header[0] == "@manager":
-            name, state, age, job, nbytes = header[1:6]
+            if len(header) >= 7:
+                name, state, age, job, since, nbytes = header[1:7]
+            else:  # a root staged before launch ages were reported
+                (name, state, age, job, nbytes), since = header[1:6], "-"
             n = int(nbytes)
             chunks[name] = data[pos : pos + n]
             pos += n
@@ -53,6 +57,7 @@ def parse_poll_output(data: bytes) -> PollResult:
                 state=state,
                 heartbeat_age=None if age == "-" else int(age),
                 job_state=None if job == "-" else job,
+                since_launch=None if since == "-" else int(since),
             )
         else:
             raise ValueError(f"unexpected line in poll output: {line!r}")
@@ -178,15 +183,19 @@ class Verdict:
 def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict:
     """Finished when every manager is done or lost. A manager is lost when its job ended
     without finishing, its process is gone, its heartbeat is older than heartbeat_timeout,
-    or it never started within heartbeat_timeout (queued jobs may wait as long as SLURM says)."""
+    or it never started within heartbeat_timeout of its launch (queued jobs may wait as long
+    as SLURM says). Ages come from the swarm host's clock; `waited` (the watcher's own
+    clock since it began watching) stands in for a launch age the host cannot tell."""
     lost = []
     for status in poll.managers.values():
         if status.state == "dead" or (status.state == "done" and status.job_state in FAILED_JOB_STATES):
             lost.append(status.name)
         elif status.state == "running" and status.heartbeat_age is not None and status.heartbeat_age > heartbeat_timeout:
             lost.append(status.name)
-        elif status.state == "starting" and status.job_state is None and waited > heartbeat_timeout:
-            lost.append(status.name)
+        elif status.state == "starting" and status.job_state is None:
+            since = status.since_launch if status.since_launch is not None else waited
+            if since > heartbeat_timeout:
+                lost.append(status.name)
     # A done manager whose job is still active waits for the job's final state: a job cut
     # short (TIMEOUT, CANCELLED…) can let its manager write "done" just before it ends.
     unfinished = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from functools import lru_cache
+from importlib import resources
 
 import jinja2
 
@@ -48,6 +49,12 @@ def render(template_name: str, **context: object) -> str:
     return _environment().get_template(template_name).render(**context)
 
 
+@lru_cache(maxsize=None)
+def host_script(name: str) -> str:
+    """A fixed bash script (templates/*.sh) that takes its values as arguments or on stdin."""
+    return resources.files("airflow_provider_locusts.swarm").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+
+
 class TaskScriptRenderer:
     """Renders task.sh for many tasks of one swarm, compiling the template once."""
 
@@ -79,6 +86,7 @@ def render_manager(layout: SwarmLayout, manager: str, processes: int, heartbeat_
         task_list=layout.manager_file(manager, "tasks"),
         done_file=layout.manager_file(manager, "done"),
         pid_file=layout.manager_file(manager, "pid"),
+        cancelled_file=layout.manager_file(manager, "cancelled"),
     )
 
 

@@ -6,17 +6,17 @@ copy that is then shipped to the remote root in one tar stream.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_provider_locusts.swarm.command import SwarmSpecError
+from airflow_provider_locusts.swarm.errors import SwarmSpecError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
 from airflow_provider_locusts.swarm.spec import SwarmSpec, TaskSpec
+from airflow_provider_locusts.swarm.table import TaskRow, task_row_line
 
 INPUT_STAGING_MODES = ("hardlink", "symlink", "copy")
 
@@ -24,11 +24,11 @@ INPUT_STAGING_MODES = ("hardlink", "symlink", "copy")
 @dataclass(frozen=True)
 class ManagerPlan:
     name: str
-    tasks: tuple[TaskSpec, ...]
+    tasks: tuple[TaskSpec | TaskRow, ...]
 
 
 def split_among_managers(
-    tasks: Sequence[TaskSpec], nodes: int, processes: int, min_tasks_per_process: int, round_no: int
+    tasks: Sequence[TaskSpec | TaskRow], nodes: int, processes: int, min_tasks_per_process: int, round_no: int
 ) -> list[ManagerPlan]:
     """Split tasks evenly among at most `nodes` managers, each getting at least
     `min_tasks_per_process * processes` tasks (fewer managers are used otherwise)."""
@@ -112,10 +112,7 @@ class EnvironmentBuilder:
     def write_task_table(self) -> None:
         """Write the task table once; a retry whose tasks differ from it is refused."""
         path = Path(self.local.task_table)
-        rows = [
-            json.dumps({"index": t.index, "id": t.task_id, "folder": t.folder, "outputs": list(t.outputs)}) + "\n"
-            for t in self.spec.tasks
-        ]
+        rows = [task_row_line(t) for t in self.spec.tasks]
         if path.exists():
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 if f.readlines() != rows:
@@ -145,13 +142,26 @@ class EnvironmentBuilder:
     def write_managers(
         self, plans: Sequence[ManagerPlan], processes: int, heartbeat_interval: int, scheduler: str, task_retries: int = 0
     ) -> None:
-        exec_dir = Path(self.local.exec_dir)
-        for plan in plans:
-            with open(self.local.manager_file(plan.name, "tasks"), "w", encoding="utf-8") as f:
-                f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
-            write_file(
-                Path(self.local.manager_file(plan.name, "sh")),
-                render_manager(self.runtime, plan.name, processes, heartbeat_interval, task_retries),
-                0o755,
-            )
-        write_file(exec_dir / "poll.sh", render_poll(self.runtime, scheduler), 0o755)
+        write_managers(self.local, self.runtime, plans, processes, heartbeat_interval, scheduler, task_retries)
+
+
+def write_managers(
+    local: SwarmLayout,
+    runtime: SwarmLayout,
+    plans: Sequence[ManagerPlan],
+    processes: int,
+    heartbeat_interval: int,
+    scheduler: str,
+    task_retries: int = 0,
+) -> None:
+    """Each manager's task list and script, and the swarm's poll.sh, written through `local`
+    with the paths the scripts will see when they run (`runtime`)."""
+    for plan in plans:
+        with open(local.manager_file(plan.name, "tasks"), "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
+        write_file(
+            Path(local.manager_file(plan.name, "sh")),
+            render_manager(runtime, plan.name, processes, heartbeat_interval, task_retries),
+            0o755,
+        )
+    write_file(Path(local.poll_script), render_poll(runtime, scheduler), 0o755)

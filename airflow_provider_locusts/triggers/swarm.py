@@ -2,6 +2,7 @@
 
 Each poll is one command (a local subprocess, or one SSH command on a reused asyncssh
 connection) returning the managers' states and only the events since the last offsets.
+The watching itself (SwarmWatch) is the same step the worker runs when not deferrable.
 """
 
 from __future__ import annotations
@@ -13,130 +14,97 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_locusts.hooks.locusts import LocustsHook
-from airflow_provider_locusts.swarm.engine import POLL_COMMAND, poll_arguments
-from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, parse_poll_output, poll_backoff
-from airflow_provider_locusts.swarm.render import render
+from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsAsyncHook
+from airflow_provider_locusts.swarm.handle import SwarmHandle
+from airflow_provider_locusts.swarm.watch import POLL_FAILED, SwarmWatch
 
-# Connection-level errors worth a reconnect: sshd restarts, dropped links, timeouts.
-_TRANSIENT = (OSError, TimeoutError, asyncio.TimeoutError)
-try:
-    import asyncssh
-
-    _TRANSIENT = (*_TRANSIENT, asyncssh.Error)
-except ImportError:  # pragma: no cover - asyncssh comes with the SSH provider
-    pass
+# Longest a single poll may take on the host before it counts as a failed poll.
+POLL_TIMEOUT = 120.0
 
 
 class LocustsSwarmTrigger(BaseTrigger):
-    """Fires when every manager of the round has finished, or some manager is lost.
+    """Fires when every manager of the round has finished, some manager is lost, or the
+    swarm cannot be watched any more (an "error" event saying why). Never raises.
 
-    :param root: the swarm root as the swarm's host sees it
-    :param managers: names of the round's managers
-    :param total: tasks in the round
-    :param offsets: bytes of each manager's event file already read
-    :param ssh_conn_id: SSH connection of the swarm's host; None: this machine
+    :param handle: the swarm's handle (SwarmHandle.to_dict()): root, connection, round, managers
     :param poll_interval: seconds between polls
     :param heartbeat_timeout: seconds without a heartbeat (or without starting) before a manager counts as lost
-    :param started_at: epoch seconds when the round was started
     :param max_poll_failures: consecutive failed polls (with backoff) before giving up
+    :param offsets: bytes of each manager's event file already read
+    :param counts: progress counts matching `offsets`
     """
 
     def __init__(
         self,
-        root: str,
-        managers: list[str],
-        total: int,
-        offsets: dict[str, int] | None = None,
-        ssh_conn_id: str | None = None,
+        handle: dict[str, Any],
         poll_interval: float = 5.0,
         heartbeat_timeout: float = 120.0,
-        started_at: float | None = None,
         max_poll_failures: int = 8,
+        offsets: dict[str, int] | None = None,
         counts: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
-        self.root = root
-        self.managers = list(managers)
-        self.total = total
-        self.offsets = dict(offsets or {m: 0 for m in managers})
-        self.ssh_conn_id = ssh_conn_id
+        self.handle = SwarmHandle.from_dict(handle)
         self.poll_interval = poll_interval
         self.heartbeat_timeout = heartbeat_timeout
-        self.started_at = started_at if started_at is not None else time.time()
         self.max_poll_failures = max_poll_failures
+        self.offsets = dict(offsets or {})
         self.counts = dict(counts or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "root": self.root,
-                "managers": self.managers,
-                "total": self.total,
-                "offsets": self.offsets,
-                "ssh_conn_id": self.ssh_conn_id,
+                "handle": self.handle.to_dict(),
                 "poll_interval": self.poll_interval,
                 "heartbeat_timeout": self.heartbeat_timeout,
-                "started_at": self.started_at,
                 "max_poll_failures": self.max_poll_failures,
+                "offsets": self.offsets,
                 "counts": self.counts,
             },
         )
 
+    def _watch(self) -> SwarmWatch:
+        return SwarmWatch(
+            self.handle,
+            self.poll_interval,
+            self.heartbeat_timeout,
+            self.max_poll_failures,
+            offsets=self.offsets or None,
+            counts=self.counts or None,
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        layout = SwarmLayout(self.root)
-        progress = SwarmProgress(total=self.total, offsets=self.offsets, **self.counts)
+        watch = self._watch()
+        try:
+            event = await self._run_watch(watch)
+        except Exception as error:  # the trigger never dies with an exception: the task decides
+            self.log.exception("Watching swarm %s failed", self.handle.root)
+            event = watch._end("error", f"watching the swarm failed: {type(error).__name__}: {error}", reason=POLL_FAILED).event
+        yield TriggerEvent(event)
+
+    async def _run_watch(self, watch: SwarmWatch) -> dict:
+        step = watch.precheck()
+        if step is not None:
+            return step.event
         await self._prime_state_lookup()
-        executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
-        failures = 0
-        last_line = None
+        hook = LocustsAsyncHook(ssh_conn_id=self.handle.ssh_conn_id)
         try:
             while True:
                 try:
-                    result = await executor.run_script(
-                        POLL_COMMAND, poll_arguments(layout, progress.offsets), timeout=120
-                    )
-                    result.check("polling the swarm")
-                    poll = parse_poll_output(result.stdout)
-                except _TRANSIENT as error:
-                    failures += 1
-                    if failures > self.max_poll_failures:
-                        yield TriggerEvent(self._event("error", progress, f"the swarm's host could not be polled {failures} times in a row: {error}"))
-                        return
-                    delay = poll_backoff(failures)
+                    step = watch.observe(await hook.run(*watch.command(), timeout=POLL_TIMEOUT))
+                except TRANSIENT_ERRORS as error:
                     # The broken connection was dropped; the next poll opens a new one.
-                    self.log.warning("Poll failed (%d/%d), retrying in %.1f s: %s", failures, self.max_poll_failures, delay, error)
-                    await asyncio.sleep(delay)
-                    continue
-                failures = 0
-                for manager, chunk in poll.chunks.items():
-                    progress.feed(manager, chunk)
-                line = progress.line()
-                if line != last_line:
-                    self.log.info("Swarm %s: %s", self.root, line)
-                    last_line = line
-                verdict = assess(poll, self.heartbeat_timeout, time.time() - self.started_at)
-                if verdict.finished:
-                    status = "lost" if verdict.lost else "finished"
-                    yield TriggerEvent(self._event(status, progress, verdict.detail, lost=verdict.lost))
-                    return
-                await asyncio.sleep(self.poll_interval)
+                    step = watch.failed(error)
+                if step.info:
+                    self.log.info("Swarm %s: %s", self.handle.swarm_id, step.info)
+                if step.warning:
+                    self.log.warning("Swarm %s: %s", self.handle.swarm_id, step.warning)
+                if step.event is not None:
+                    return step.event
+                await asyncio.sleep(step.delay)
         finally:
-            await executor.close()
-
-    def _event(self, status: str, progress: SwarmProgress, message: str, lost: list[str] | None = None) -> dict:
-        return {
-            "status": status,
-            "root": self.root,
-            "managers": self.managers,
-            "lost": lost or [],
-            "message": message,
-            "finished": progress.finished,
-            "failed": progress.failed,
-            "total": self.total,
-        }
+            await hook.close()
 
     async def _prime_state_lookup(self) -> None:
         """Make the first task-state lookup of this triggerer process now, not in on_kill().
@@ -208,16 +176,17 @@ class LocustsSwarmTrigger(BaseTrigger):
         if await self._task_still_deferred():
             self.log.warning(
                 "Swarm %s: cancelled while its task is still deferred (the trigger moved to another triggerer); leaving it running.",
-                self.root,
+                self.handle.root,
             )
             return
-        executor = LocustsHook(ssh_conn_id=self.ssh_conn_id).async_executor()
+        hook = LocustsAsyncHook(ssh_conn_id=self.handle.ssh_conn_id)
         try:
-            layout = SwarmLayout(self.root)
-            result = await executor.run_script(render("cancel.sh.j2"), [layout.exec_dir, *self.managers], timeout=60)
-            self.log.info("Cancelled swarm %s (exit code %s)", self.root, result.returncode)
+            report = await hook.cancel(self.handle, list(self.handle.managers))
+            self.log.info("Cancelled swarm %s: %s", self.handle.root, report.line())
+        except Exception as error:
+            self.log.error("Cancelling swarm %s failed: %s", self.handle.root, error)
         finally:
-            await executor.close()
+            await hook.close()
 
 
 # Whether this process has made its first task-state lookup (see _prime_state_lookup).

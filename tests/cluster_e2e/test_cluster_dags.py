@@ -203,8 +203,8 @@ def test_packing_two_managers_over_ssh(cluster, run_dag, tmp_path, remote_root, 
         "cluster_packing_ssh", tmp_path, nodes=2, min_tasks_per_process=1, ssh_conn_id=CONN_ID, remote_root=remote_root
     )
     result = run_dag(dag)
-    # Copy mode: the exec/ folder was fetched back into the staging copy under work_root.
-    exec_dir = tmp_path / "swarms" / result.xcom("swarm")["swarm_id"] / "exec"
+    # Copy mode: the swarm's files are on the host only (this test, as root on the host, reads them there).
+    exec_dir = Path(remote_root) / result.xcom("swarm")["swarm_id"] / "exec"
     check_packing(cluster, result, exec_dir, tmp_path)
 
 

@@ -80,17 +80,17 @@ def sleepy_swarm_dag(dag_id: str, tmp_path: Path, remote_root: str, swarm_id: st
     return dag
 
 
-def assert_ran_once_in_one_round(tmp_path: Path, swarm_id: str) -> None:
-    staging = tmp_path / "staging" / swarm_id
-    assert len(json.loads((staging / "exec" / "ledger.json").read_text())["rounds"]) == 1
-    assert starts_per_task(staging / "exec") == Counter({str(i): 1 for i in range(30)})
+def assert_ran_once_in_one_round(tmp_path: Path, root: Path) -> None:
+    """`root`: the swarm root on the host (this test, as root on the host, reads it there)."""
+    assert len(json.loads((root / "exec" / "ledger.json").read_text())["rounds"]) == 1
+    assert starts_per_task(root / "exec") == Counter({str(i): 1 for i in range(30)})
     for i in range(30):
         assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"{i}\n"
 
 
 def test_trigger_reconnects_after_a_30_s_outage_and_the_swarm_completes(cluster, run_dag, tmp_path, remote_root):
     swarm_id = unique_name("drop")
-    outage = SshOutage(tmp_path / "staging" / swarm_id / "exec" / "ledger.json", after=2, for_seconds=30)
+    outage = SshOutage(Path(remote_root) / swarm_id / "exec" / "ledger.json", after=2, for_seconds=30)
     outage.start()
     result = run_dag(sleepy_swarm_dag("ssh_outage_30s", tmp_path, remote_root, swarm_id))
     outage.join(timeout=180)
@@ -100,12 +100,12 @@ def test_trigger_reconnects_after_a_30_s_outage_and_the_swarm_completes(cluster,
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 1
     assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
-    assert_ran_once_in_one_round(tmp_path, swarm_id)
+    assert_ran_once_in_one_round(tmp_path, Path(remote_root) / swarm_id)
 
 
 def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_swarm(cluster, run_dag, tmp_path, remote_root):
     swarm_id = unique_name("drop")
-    outage = SshOutage(tmp_path / "staging" / swarm_id / "exec" / "ledger.json", after=2, for_seconds=10)
+    outage = SshOutage(Path(remote_root) / swarm_id / "exec" / "ledger.json", after=2, for_seconds=10)
     outage.start()
     dag = sleepy_swarm_dag(
         "ssh_outage_past_limit", tmp_path, remote_root, swarm_id,
@@ -118,4 +118,4 @@ def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_s
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 2
     assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
-    assert_ran_once_in_one_round(tmp_path, swarm_id)
+    assert_ran_once_in_one_round(tmp_path, Path(remote_root) / swarm_id)

@@ -110,8 +110,8 @@ def test_task_retries_rerun_a_failed_task_inside_its_manager(run_dag, tmp_path):
 
 
 def test_a_try_finds_the_running_managers_of_an_earlier_try_and_does_not_start_them_again(run_dag, tmp_path):
-    from airflow_provider_locusts.hooks.locusts import LocustsHook
-    from airflow_provider_locusts.swarm.engine import EngineOptions
+    from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
+    from airflow_provider_locusts.swarm.shell import LocalShell
     from airflow_provider_locusts.swarm.spec import build_spec
 
     counters = tmp_path / "counters"
@@ -121,10 +121,7 @@ def test_a_try_finds_the_running_managers_of_an_earlier_try_and_does_not_start_t
     # An earlier try that started the swarm and died before deferring: the same engine
     # calls the operator makes, on the same swarm root.
     spec = build_spec(command=command, args=[[i] for i in range(12)], outputs=["out_<id>.txt"], output_dir=tmp_path / "out", processes=2)
-    engine = LocustsHook().engine(
-        spec, "resume-live", str(tmp_path / "swarms" / "resume-live"), EngineOptions(heartbeat_interval=10),
-        local_root=tmp_path / "swarms" / "resume-live", copy_files=False,
-    )
+    engine = SwarmEngine(spec, "resume-live", str(tmp_path / "swarms" / "resume-live"), LocalShell(), EngineOptions(heartbeat_interval=10))
     round_ = engine.prepare_round()
     engine.start(round_)
 

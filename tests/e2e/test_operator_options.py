@@ -18,7 +18,7 @@ def operator(tmp_path, **kwargs) -> LocustsSwarmOperator:
 @pytest.mark.parametrize("remote_root", ["/", "//", "~", "~/swarms", "$HOME/swarms", "", "swarms", "/scratch/../etc", "/a/.."])
 def test_dangerous_or_relative_remote_roots_are_refused(tmp_path, remote_root):
     with pytest.raises(SwarmSpecError, match="remote_root"):
-        operator(tmp_path, ssh_conn_id="hpc", remote_root=remote_root)._spec()
+        operator(tmp_path, ssh_conn_id="hpc", remote_root=remote_root)._validated()
     assert not (tmp_path / "out").exists()
 
 
@@ -49,7 +49,7 @@ def test_options_that_cannot_work_are_refused_clearly(tmp_path, kwargs, words):
 
             check_swarm_id(op.swarm_id)
         else:
-            op._spec()
+            op._validated()
     assert not (tmp_path / "out").exists()
 
 

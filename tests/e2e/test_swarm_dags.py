@@ -149,14 +149,15 @@ def test_cleanup_keeps_the_root_when_tasks_failed(run_dag, tmp_path):
 
 def test_cleanup_refuses_a_folder_that_is_not_a_swarm_root(tmp_path):
     from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-    from airflow_provider_locusts.swarm.executor import LocalExecutor, SwarmExecutionError
+    from airflow_provider_locusts.swarm.errors import SwarmExecutionError
+    from airflow_provider_locusts.swarm.shell import LocalShell
     from airflow_provider_locusts.swarm.spec import build_spec
 
     precious = tmp_path / "my-swarm"
     precious.mkdir()
     (precious / "data.txt").write_text("mine")
     spec = build_spec(command="true", args=[[1]], output_dir=tmp_path / "out")
-    engine = SwarmEngine(spec, "my-swarm", str(precious), LocalExecutor(), EngineOptions())
+    engine = SwarmEngine(spec, "my-swarm", str(precious), LocalShell(), EngineOptions())
     with pytest.raises(SwarmExecutionError, match="not a swarm root"):
         engine.cleanup()
     assert (precious / "data.txt").read_text() == "mine"

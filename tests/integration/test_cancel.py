@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.progress import assess
 from airflow_provider_locusts.swarm.spec import build_spec
 
@@ -39,7 +39,7 @@ def test_cancel_stops_manager_and_running_tasks(tmp_path, run_swarm_round):
     command = "sleep 30 & printf '%s %s\\n' $$ $! > <arg0>/pid_<id>.tmp && mv <arg0>/pid_<id>.tmp <arg0>/pid_<id>; wait"
     spec = build_spec(command=command, args=[[str(pids)]] * 5, output_dir=tmp_path / "out", processes=2)
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "cancel", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "cancel", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
     round_ = engine.prepare_round()
     run_swarm_round.started.append(engine)  # teardown cancels it again if this test fails early
     engine.start(round_)
@@ -78,7 +78,7 @@ def test_cancel_leaves_finished_managers_and_foreign_pids_alone(tmp_path, run_sw
     """A done manager is skipped; a pid file naming a process that is not the manager is not signalled."""
     spec = build_spec(command="true", args=[["x"]], output_dir=tmp_path / "out")
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "cancel2", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "cancel2", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
     run_swarm_round(engine, engine.prepare_round())
     # pretend the manager's pid was reused by an unrelated process of ours
     bystander = subprocess.Popen(["sleep", "30"])
@@ -111,7 +111,7 @@ def processes_in(folder: Path) -> list[int]:
 def test_finished_manager_leaves_no_process_behind(tmp_path, run_swarm_round):
     spec = build_spec(command="printf x > o_<id>", args=[["a"], ["b"]], outputs=["o_<id>"], output_dir=tmp_path / "out")
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "clean", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=4))
+    engine = SwarmEngine(spec, "clean", str(root), LocalShell(), EngineOptions(heartbeat_interval=4))
     run_swarm_round(engine, engine.prepare_round())
     assert (root / "exec" / "done_r0m0").exists()
     assert wait_until(lambda: not processes_in(root), timeout=1.5), (

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def test_manager_runs_1000_tasks_with_failures(tmp_path, run_swarm_round):
     spec = build_spec(command=COMMAND, args=[[i, str(timeline)] for i in range(N)], outputs=["res_<id>.txt"],
                       output_dir=tmp_path / "out", processes=PROCESSES)
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "big", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "big", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
 
     t0 = time.monotonic()
     round_ = engine.prepare_round()
@@ -127,7 +127,7 @@ def test_tasks_split_among_managers(tmp_path, run_swarm_round):
     spec = build_spec(command="printf '%s' <id> > o_<id>.txt; sleep 0.0<arg0>", args=[[i % 5] for i in range(60)],
                       outputs=["o_<id>.txt"], output_dir=tmp_path / "out", processes=2)
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "split", str(root), LocalExecutor(),
+    engine = SwarmEngine(spec, "split", str(root), LocalShell(),
                          EngineOptions(nodes=3, min_tasks_per_process=5, heartbeat_interval=1))
     round_ = engine.prepare_round()
     assert round_.managers == ["r0m0", "r0m1", "r0m2"]

@@ -4,7 +4,7 @@ still frees its slot, and the swarm goes on to the end instead of waiting for it
 from __future__ import annotations
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
 
 # Task "1" SIGKILLs the manager's shell that runs it (the parent of task.sh): no end event,
@@ -16,7 +16,7 @@ def test_a_task_shell_killed_without_a_word_frees_its_slot(tmp_path, run_swarm_r
     spec = build_spec(command=COMMAND, args=[[i] for i in range(6)], outputs=["out_<id>.txt"],
                       output_dir=tmp_path / "out", processes=2)
     root = tmp_path / "root"
-    engine = SwarmEngine(spec, "slots", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "slots", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
     round_ = engine.prepare_round()
     run = run_swarm_round(engine, round_, timeout=30)
     result = engine.gather()

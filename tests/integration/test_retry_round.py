@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
 
 N = 20
@@ -28,7 +28,7 @@ def test_second_round_reruns_only_the_failed(tmp_path, run_swarm_round):
     root = tmp_path / "root"
 
     def engine() -> SwarmEngine:  # a new engine per try, as a new Airflow try would build
-        return SwarmEngine(spec, "retry", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+        return SwarmEngine(spec, "retry", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
 
     first = engine()
     r0 = first.prepare_round()

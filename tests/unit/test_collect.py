@@ -14,11 +14,13 @@ from airflow_provider_locusts.swarm.collect import (
     check_output_dir,
     fold_event_files,
     gather,
-    manifest_path,
+    manifest_name,
     succeeded_indexes,
 )
 from airflow_provider_locusts.swarm.engine import SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.sinks import LocalSink
+from airflow_provider_locusts.swarm.table import as_rows
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.spec import build_spec
 
@@ -35,6 +37,13 @@ class Swarm:
         for t in self.spec.tasks:
             os.makedirs(self.layout.task_dir(t.folder))
         self.out = tmp_path / "out"
+        self.rows = as_rows(self.spec.tasks)
+
+    def sink(self) -> LocalSink:
+        return LocalSink(self.out, self.layout.work_dir)
+
+    def check_output_dir(self, overwrite: bool) -> None:
+        check_output_dir(self.rows, self.layout, self.sink(), overwrite)
 
     def task_dir(self, i: int) -> Path:
         return Path(self.layout.task_dir(self.spec.tasks[i].folder))
@@ -56,7 +65,7 @@ class Swarm:
         self.event(f"{start + 0.5} {i} end {rc} {host} {1 if missing else 0}", manager)
 
     def gather(self, **kw):
-        return gather(self.spec, self.layout, "sw1", **kw)
+        return gather(self.rows, self.layout, "sw1", self.sink(), **kw)
 
 
 @pytest.fixture
@@ -119,7 +128,7 @@ def test_manifest_one_line_per_task(swarm):
     swarm.run(0)
     swarm.run(1, rc=1)
     result = swarm.gather()
-    manifest = manifest_path(swarm.out, "sw1")
+    manifest = swarm.out / manifest_name("sw1")
     assert result.manifest == str(manifest)
     lines = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [e["id"] for e in lines] == ["0", "1", "2", "3", "4", "5"]
@@ -197,7 +206,7 @@ def test_preexisting_output_is_refused_and_untouched(swarm):
     swarm.out.mkdir()
     (swarm.out / "p_3.txt").write_text("the user's own file")
     with pytest.raises(OutputCollisionError) as err:
-        check_output_dir(swarm.spec, swarm.layout, overwrite=False)
+        swarm.check_output_dir(overwrite=False)
     message = str(err.value)
     assert "p_3.txt" in message and "'3'" in message and "overwrite_outputs=True" in message
     assert (swarm.out / "p_3.txt").read_text() == "the user's own file"
@@ -213,7 +222,7 @@ def test_engine_refuses_to_prepare_over_a_users_file(tmp_path):
     spec = build_spec(command="true", args=[["a"], ["b"]], outputs=["o_<id>.txt"], output_dir=tmp_path / "out")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "o_1.txt").write_text("mine")
-    engine = SwarmEngine(spec, "sw", str(tmp_path / "root"), LocalExecutor())
+    engine = SwarmEngine(spec, "sw", str(tmp_path / "root"), LocalShell())
     with pytest.raises(OutputCollisionError):
         engine.prepare_round()
     assert not (tmp_path / "root").exists()
@@ -223,7 +232,7 @@ def test_engine_refuses_to_prepare_over_a_users_file(tmp_path):
 def test_overwrite_replaces(swarm):
     swarm.out.mkdir()
     (swarm.out / "o_0.txt").write_text("old")
-    check_output_dir(swarm.spec, swarm.layout, overwrite=True)  # no error
+    swarm.check_output_dir(overwrite=True)  # no error
     swarm.run(0)
     result = swarm.gather(overwrite=True)
     assert result.succeeded == ["0"]
@@ -233,7 +242,7 @@ def test_overwrite_replaces(swarm):
 def test_outputs_we_collected_are_not_a_collision(swarm):
     swarm.run(0)
     swarm.gather()
-    check_output_dir(swarm.spec, swarm.layout, overwrite=False)  # our own earlier outputs: fine
+    swarm.check_output_dir(overwrite=False)  # our own earlier outputs: fine
     (swarm.out / "o_1.txt").write_text("foreign")
     with pytest.raises(OutputCollisionError, match="o_1.txt"):
-        check_output_dir(swarm.spec, swarm.layout, overwrite=False)
+        swarm.check_output_dir(overwrite=False)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
-from airflow_provider_locusts.swarm.executor import LocalExecutor
+from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
 from airflow_provider_locusts.swarm.spec import build_spec
@@ -91,7 +91,7 @@ def test_hostile_ids_and_file_names_run_exactly(tmp_path, run_swarm_round):
     assert len({t.folder for t in spec.tasks}) == len(spec.tasks)
 
     root = hostile_root(tmp_path)
-    engine = SwarmEngine(spec, "hostile", str(root), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "hostile", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
     round_ = engine.prepare_round()
     run = run_swarm_round(engine, round_)
     assert run.verdict.lost == []
@@ -142,7 +142,7 @@ def test_hostile_argument_values_run_exactly(tmp_path, run_swarm_round):
         output_dir=tmp_path / "out",
         processes=4,
     )
-    engine = SwarmEngine(spec, "hostile-args", str(hostile_root(tmp_path)), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+    engine = SwarmEngine(spec, "hostile-args", str(hostile_root(tmp_path)), LocalShell(), EngineOptions(heartbeat_interval=1))
     run = run_swarm_round(engine, engine.prepare_round())
     assert run.verdict.lost == []
     result = engine.gather()
@@ -247,7 +247,7 @@ def test_any_argument_value_reaches_the_task_unchanged(values, run_swarm_round):
             output_dir=tmp / "out",
             processes=4,
         )
-        engine = SwarmEngine(spec, "prop", str(tmp / "root"), LocalExecutor(), EngineOptions(heartbeat_interval=1))
+        engine = SwarmEngine(spec, "prop", str(tmp / "root"), LocalShell(), EngineOptions(heartbeat_interval=1))
         run = run_swarm_round(engine, engine.prepare_round(), timeout=30)
         assert run.verdict.lost == []
         result = engine.gather()

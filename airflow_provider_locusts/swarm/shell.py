@@ -1,7 +1,7 @@
 """Where shell snippets run: the machine that holds the swarm root and starts its managers.
 
-The engine speaks to the swarm only through these: a local one here, SSH ones in the hook.
-Scripts go to `bash -s` on stdin, so nothing but a fixed command line crosses a shell.
+The engine speaks to the swarm only through a Shell: a local one here, SSH ones in the
+hook. Scripts go to `bash -s` on stdin, so nothing but a fixed command line crosses a shell.
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ import asyncio
 import subprocess
 from dataclasses import dataclass
 from typing import Protocol
+
+from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNotFoundError
+
+# Exit code of a script that found no swarm root where it looked (see scripts.py).
+EXIT_NO_SWARM_ROOT = 66
 
 
 @dataclass(frozen=True)
@@ -21,15 +26,12 @@ class CommandResult:
     def check(self, what: str) -> CommandResult:
         if self.returncode != 0:
             detail = self.stderr.decode(errors="replace").strip() or self.stdout.decode(errors="replace").strip()
-            raise SwarmExecutionError(f"{what} failed (exit code {self.returncode}): {detail or 'no output'}")
+            error = SwarmNotFoundError if self.returncode == EXIT_NO_SWARM_ROOT else SwarmExecutionError
+            raise error(f"{what} failed (exit code {self.returncode}): {detail or 'no output'}")
         return self
 
 
-class SwarmExecutionError(RuntimeError):
-    """A step on the swarm's host failed; the message carries what the host said."""
-
-
-class Executor(Protocol):
+class Shell(Protocol):
     """Runs bash scripts where the swarm root lives (blocking)."""
 
     def run_script(self, script: str, args: list[str] | None = None, stdin_data: bytes | None = None, timeout: float | None = None) -> CommandResult: ...
@@ -38,7 +40,7 @@ class Executor(Protocol):
         """Forget a connection that may be broken; the next call opens a new one."""
 
 
-class AsyncExecutor(Protocol):
+class AsyncShell(Protocol):
     """Runs bash scripts where the swarm root lives, without blocking an event loop."""
 
     async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult: ...
@@ -51,7 +53,7 @@ def bash_command(args: list[str] | None) -> list[str]:
     return ["bash", "-s", "--", *(args or [])]
 
 
-class LocalExecutor:
+class LocalShell:
     """Runs scripts on this machine."""
 
     def reset(self) -> None:
@@ -69,7 +71,7 @@ class LocalExecutor:
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-class AsyncLocalExecutor:
+class AsyncLocalShell:
     """Runs scripts on this machine from an asyncio event loop (a subprocess, never blocking the loop)."""
 
     async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
@@ -89,3 +91,15 @@ class AsyncLocalExecutor:
 
     async def close(self) -> None:
         return None
+
+
+__all__ = [
+    "EXIT_NO_SWARM_ROOT",
+    "AsyncLocalShell",
+    "AsyncShell",
+    "CommandResult",
+    "LocalShell",
+    "Shell",
+    "SwarmExecutionError",
+    "bash_command",
+]

@@ -1,0 +1,153 @@
+"""The commands a swarm's host runs for the Airflow side, each as (script, arguments) plus a
+parser of what it prints: one definition used by the blocking callers (operator, api-server)
+and the asynchronous one (trigger), whatever carries the command (a local subprocess, SSH).
+
+No value ever enters a script: paths and names travel as arguments or on stdin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from airflow_provider_locusts.swarm.errors import SwarmExecutionError
+from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.render import host_script
+from airflow_provider_locusts.swarm.shell import EXIT_NO_SWARM_ROOT
+
+# Runs the swarm's own poll.sh (staged in exec/) with the offsets as arguments; a root that
+# is not there (or not visible from where the poll runs) exits EXIT_NO_SWARM_ROOT.
+POLL_COMMAND = (
+    'script=$1; shift; if [ ! -r "$script" ]; then '
+    'echo "no swarm root here: ${script%/exec/poll.sh} not found on host $HOSTNAME" >&2; '
+    f"exit {EXIT_NO_SWARM_ROOT}; fi; "
+    'exec bash "$script" "$@"'
+)
+
+# Removes a swarm root only when it holds the files every swarm root has.
+CLEANUP_SCRIPT = (
+    'root=$1; if [ ! -f "$root/exec/ledger.json" ] || [ ! -f "$root/exec/tasks.jsonl" ]; then '
+    'echo "refusing to remove $root: not a swarm root" >&2; exit 1; fi; rm -rf -- "$root"'
+)
+
+# Prints the files named (relative to the root) framed as "@file NAME SIZE\n<bytes>", or
+# "@missing NAME\n" (every file is missing before the root is made); files are read whole,
+# so only small ones (ledger, settings) belong here.
+READ_FILES_SCRIPT = (
+    'root=$1; shift; for name; do f="$root/$name"; if [ -f "$f" ]; then '
+    'printf "@file %s %s\\n" "$name" "$(stat -c %s -- "$f")"; cat -- "$f"; '
+    'else printf "@missing %s\\n" "$name"; fi; done'
+)
+
+# The last bytes of one of a task's logs. The folder comes from the task table, never from
+# a request, and is checked against the shape staging gives folders.
+LOG_TAIL_SCRIPT = (
+    f'root=$1 folder=$2 name=$3 n=$4; [ -d "$root/work" ] || {{ echo "no swarm root here: $root not found on host $HOSTNAME" >&2; exit {EXIT_NO_SWARM_ROOT}; }}; '
+    'f="$root/work/$folder/$name"; [ -f "$f" ] || exit 0; '
+    'printf "@size %s\\n" "$(stat -c %s -- "$f")"; tail -c "$n" -- "$f"'
+)
+
+# Removes task folders wholesale (NUL-separated on stdin, relative to work/) before they
+# are staged again.
+CLEAR_FOLDERS_SCRIPT = 'cd -- "$1" 2>/dev/null || exit 0; xargs -0 -r rm -rf --'
+
+LOG_NAMES = ("stdout.txt", "stderr.txt")
+_FOLDER = re.compile(r"^batch_[0-9]+/task_[A-Za-z0-9._+-]+$")
+
+
+def check_folder(folder: str) -> str:
+    """A task folder as staging names them (batch_<k>/task_<safe id>): nothing else reaches a path."""
+    if not _FOLDER.match(folder):
+        raise SwarmExecutionError(f"unexpected task folder {folder!r} in the task table")
+    return folder
+
+
+def poll_command(layout: SwarmLayout, offsets: dict[str, int | None]) -> tuple[str, list[str]]:
+    args = [layout.poll_script]
+    for name, offset in offsets.items():
+        args += [name, "-" if offset is None else str(offset)]
+    return POLL_COMMAND, args
+
+
+def cancel_command(layout: SwarmLayout, managers: list[str]) -> tuple[str, list[str]]:
+    return host_script("cancel.sh"), [layout.exec_dir, *managers]
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What cancel.sh did to each manager."""
+
+    outcomes: dict[str, str]  # manager → finished | stopped | job-cancelled | not-running | not-started
+    problems: str  # what the host said about managers it could not stop
+
+    @property
+    def stopped(self) -> list[str]:
+        return [m for m, o in self.outcomes.items() if o in ("stopped", "job-cancelled")]
+
+    def line(self) -> str:
+        parts = [f"{m}: {o}" for m, o in self.outcomes.items()]
+        return "; ".join(parts) or "no manager"
+
+
+def parse_cancel_output(returncode: int, stdout: bytes, stderr: bytes, root: str) -> CancelReport:
+    """The report of a successful cancel; an error naming what could not be stopped otherwise."""
+    outcomes = {}
+    for line in stdout.decode(errors="replace").splitlines():
+        manager, _, outcome = line.partition(" ")
+        if outcome:
+            outcomes[manager] = outcome
+    problems = stderr.decode(errors="replace").strip()
+    if returncode == EXIT_NO_SWARM_ROOT:
+        raise SwarmExecutionError(f"cancelling the swarm failed: {problems}; nothing was stopped")
+    if returncode != 0:
+        done = "; ".join(f"{m}: {o}" for m, o in outcomes.items())
+        raise SwarmExecutionError(
+            f"cancelling the swarm in {root} failed for some managers: {problems or f'exit code {returncode}'}"
+            + (f" (the others: {done})" if done else "")
+        )
+    return CancelReport(outcomes, problems)
+
+
+def read_files_command(root: str, names: list[str]) -> tuple[str, list[str]]:
+    return READ_FILES_SCRIPT, [root, *names]
+
+
+def parse_read_files(data: bytes) -> dict[str, bytes | None]:
+    files: dict[str, bytes | None] = {}
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode(errors="replace").split(" ")
+        pos = end + 1
+        if header[0] == "@file":
+            size = int(header[2])
+            files[header[1]] = data[pos : pos + size]
+            pos += size
+        elif header[0] == "@missing":
+            files[header[1]] = None
+        else:
+            raise ValueError(f"unexpected line in a file listing: {header!r}")
+    return files
+
+
+def log_tail_command(layout: SwarmLayout, folder: str, name: str, max_bytes: int) -> tuple[str, list[str]]:
+    if name not in LOG_NAMES:
+        raise ValueError(f"unknown log {name!r}: one of {', '.join(LOG_NAMES)}")
+    return LOG_TAIL_SCRIPT, [layout.root, check_folder(folder), name, str(int(max_bytes))]
+
+
+@dataclass(frozen=True)
+class LogTail:
+    size: int | None  # None: the log does not exist (empty logs may not be kept)
+    data: bytes
+
+    @property
+    def truncated(self) -> bool:
+        return self.size is not None and self.size > len(self.data)
+
+
+def parse_log_tail(data: bytes) -> LogTail:
+    if not data.startswith(b"@size "):
+        return LogTail(None, b"")
+    end = data.index(b"\n")
+    return LogTail(int(data[6:end]), data[end + 1 :])

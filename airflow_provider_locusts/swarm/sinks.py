@@ -1,0 +1,172 @@
+"""Where collected outputs, the manifest and the report go: output_dir on this machine, or on
+the swarm's host (then nothing but the manifest and the failed tasks' logs crosses the network).
+
+Both sinks move outputs without ever replacing a file already in output_dir (unless told to).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from airflow_provider_locusts.swarm.errors import OutputCollisionError, SwarmExecutionError
+from airflow_provider_locusts.swarm.render import host_script
+from airflow_provider_locusts.swarm.shell import Shell
+from airflow_provider_locusts.swarm.table import TaskRow
+
+
+class OutputSink(Protocol):
+    output_dir: str
+
+    def describe(self, relative: str) -> str:
+        """The full path of an output (or any file) in output_dir."""
+
+    def existing(self, relatives: Sequence[str]) -> list[str]:
+        """Which of these paths already exist in output_dir."""
+
+    def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> dict[int, list[str]]:
+        """Move the outputs of these (succeeded) tasks into output_dir; return, per task index,
+        the outputs found neither in its folder nor in output_dir (those tasks are not moved)."""
+
+    def write_text(self, name: str, text: str) -> str:
+        """Write a file into output_dir atomically; return its path."""
+
+
+def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
+    """Move source to target atomically; without `overwrite`, never replace an existing target."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        try:
+            os.replace(source, target)
+            return
+        except OSError:
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            shutil.copy2(source, tmp)
+            os.replace(tmp, target)
+            os.unlink(source)
+            return
+    try:
+        os.link(source, target)  # fails if target exists: the atomic no-clobber step
+    except FileExistsError:
+        if os.path.samefile(source, target):  # linked by a gather interrupted before the unlink
+            os.unlink(source)
+            return
+        raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
+    except OSError:
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copy2(source, tmp)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
+        finally:
+            os.unlink(tmp)
+    os.unlink(source)
+
+
+class LocalSink:
+    """output_dir on this machine; the task folders are read from a local view of the root."""
+
+    def __init__(self, output_dir: str | Path, work_dir: str | Path):
+        self.path = Path(output_dir)
+        self.output_dir = str(self.path)
+        self.work_dir = Path(work_dir)
+
+    def describe(self, relative: str) -> str:
+        return str(self.path / relative)
+
+    def existing(self, relatives: Sequence[str]) -> list[str]:
+        if not self.path.exists():
+            return []
+        return [r for r in relatives if (self.path / r).exists()]
+
+    def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> dict[int, list[str]]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        missing_by_index = {}
+        for task in tasks:
+            folder = self.work_dir / task.folder
+            missing = [o for o in task.outputs if not (folder / o).exists() and not (self.path / o).exists()]
+            if missing:
+                missing_by_index[task.index] = missing
+                continue
+            for o in task.outputs:
+                if (folder / o).exists():
+                    move_no_clobber(folder / o, self.path / o, overwrite)
+        return missing_by_index
+
+    def write_text(self, name: str, text: str) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.path / name
+        tmp = target.with_name(f".{name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+        return str(target)
+
+
+class HostSink:
+    """output_dir on the swarm's host: outputs move there, on the host, from the task folders."""
+
+    def __init__(self, shell: Shell, output_dir: str, work_dir: str):
+        self.shell = shell
+        self.output_dir = output_dir
+        self.work_dir = work_dir
+
+    def describe(self, relative: str) -> str:
+        return posixpath.join(self.output_dir, relative)
+
+    def existing(self, relatives: Sequence[str]) -> list[str]:
+        listing = b"".join(_nul(r) for r in relatives)
+        script = 'cd -- "$1" 2>/dev/null || exit 0; while IFS= read -r -d "" f; do [ -e "$f" ] && printf "%s\\0" "$f"; done; exit 0'
+        result = self.shell.run_script(script, [self.output_dir], stdin_data=listing)
+        result.check(f"looking for existing files in {self.output_dir} on the swarm's host")
+        return [p.decode("utf-8", "surrogateescape") for p in result.stdout.split(b"\0") if p]
+
+    def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> dict[int, list[str]]:
+        if not tasks:
+            return {}
+        records = b"".join(
+            _nul(str(t.index)) + _nul(t.folder) + _nul(str(len(t.outputs))) + b"".join(_nul(o) for o in t.outputs) for t in tasks
+        )
+        result = self.shell.run_script(
+            host_script("move_outputs.sh"), [self.work_dir, self.output_dir, "1" if overwrite else "0"], stdin_data=records
+        )
+        result.check(f"collecting outputs into {self.output_dir} on the swarm's host")
+        fields = [f.decode("utf-8", "surrogateescape") for f in result.stdout.split(b"\0")]
+        missing_by_index: dict[int, list[str]] = {}
+        clashes, stuck = [], []
+        i = 0
+        while i < len(fields) and fields[i]:
+            kind = fields[i]
+            if kind == "missing":
+                missing_by_index.setdefault(int(fields[i + 1]), []).append(fields[i + 2])
+                i += 3
+            else:
+                (clashes if kind == "clash" else stuck).append(fields[i + 1])
+                i += 2
+        if clashes:
+            raise OutputCollisionError(
+                f"{self.describe(clashes[0])} appeared in output_dir while collecting; it was left untouched"
+                + (f" ({len(clashes)} such files)." if len(clashes) > 1 else ".")
+            )
+        if stuck:
+            detail = result.stderr.decode(errors="replace").strip()
+            raise SwarmExecutionError(f"could not move {len(stuck)} output(s) into {self.output_dir}, e.g. {stuck[0]}: {detail}")
+        return missing_by_index
+
+    def write_text(self, name: str, text: str) -> str:
+        target = self.describe(name)
+        script = 'mkdir -p -- "$1" && cat > "$1/.$2.tmp" && mv -f -- "$1/.$2.tmp" "$1/$2"'
+        self.shell.run_script(script, [self.output_dir, name], stdin_data=text.encode("utf-8")).check(
+            f"writing {target} on the swarm's host"
+        )
+        return target
+
+
+def _nul(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape") + b"\0"
