@@ -30,6 +30,7 @@ OUTPUT_ROOT = os.environ.get("LOCUSTS_DAILY_OUTPUT_ROOT", "/tmp/locusts_daily/ou
 def locusts_daily_checksums():
     swarm = LocustsSwarmOperator(
         task_id="checksums",
+        deferrable=True,
         command="sha256sum sample_<id>.dat > sample_<id>.sha256",
         input_dir=INPUT_ROOT + "/{{ ds }}",
         task_inputs=["sample_<id>.dat"],

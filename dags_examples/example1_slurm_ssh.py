@@ -37,6 +37,7 @@ def locusts_example1_slurm_ssh():
 
     swarm = LocustsSwarmOperator(
         task_id="swarm",
+        deferrable=True,
         command=COMMAND,
         input_dir="{{ ti.xcom_pull(task_ids='make_inputs') }}",
         task_inputs=TASK_INPUTS,

@@ -24,6 +24,7 @@ EXAMPLE_DIR = Path(os.environ.get("LOCUSTS_EXAMPLE_DIR", "/tmp/locusts_branch_ex
 def locusts_branch_on_failures():
     swarm = LocustsSwarmOperator(
         task_id="swarm",
+        deferrable=True,
         args=[[n] for n in range(1, 31)],
         command='n=<arg0>; if [ $((n % 7)) -eq 0 ]; then echo "refusing $n" >&2; exit 3; fi; echo $((n * n)) > square_<id>.txt',
         outputs=["square_<id>.txt"],

@@ -27,6 +27,7 @@ def test_example1_over_ssh_on_slurm_collects_202_outputs(cluster, run_dag, tmp_p
     with DAG("cluster_example1_ssh_slurm", schedule=None, start_date=START, catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command=data.COMMAND,
             input_dir=str(input_dir),
             task_inputs=data.TASK_INPUTS,
@@ -70,6 +71,7 @@ def test_remote_shared_mode_runs_in_place_without_any_copy(cluster, run_dag, tmp
     with DAG("cluster_remote_shared_direct", schedule=None, start_date=START, catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command=FAIL_3_OF_20,
             input_dir=str(make_inputs(tmp_path / "in", 20)),
             task_inputs=["in_<id>.txt"],
@@ -121,6 +123,7 @@ def test_slurm_on_this_machine_without_ssh(cluster, run_dag, tmp_path, swarm_gua
     with DAG("cluster_local_slurm", schedule=None, start_date=START, catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command='cat in_<id>.txt > a_<id>.txt; printf "%s\\n" "$SLURM_JOB_ID" > job_<id>.txt',
             input_dir=str(make_inputs(tmp_path / "in", 12)),
             task_inputs=["in_<id>.txt"],
@@ -156,6 +159,7 @@ def packing_dag(dag_id: str, tmp_path: Path, **kwargs) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command="sleep 0.3; printf '%s\\n' <arg0> > out_<id>.txt",
             args=[[f"arg{i}"] for i in range(40)],
             outputs=["out_<id>.txt"],

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.cluster
 def swarm_operator(tmp_path, swarm_id: str, **kwargs) -> LocustsSwarmOperator:
     return LocustsSwarmOperator(
         task_id="swarm",
+        deferrable=True,
         command="echo <arg0> > out_<id>.txt",
         args=[["a"], ["b"], ["c"], ["d"]],
         outputs=["out_<id>.txt"],

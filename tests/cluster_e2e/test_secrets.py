@@ -29,6 +29,7 @@ def test_private_key_never_appears_in_logs_xcom_or_files(cluster, run_dag, tmp_p
     with DAG("no_secrets", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command="echo <arg0> > out_<id>.txt",
             args=[[i] for i in range(5)],
             outputs=["out_<id>.txt"],

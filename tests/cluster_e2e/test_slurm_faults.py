@@ -91,6 +91,7 @@ def slurm_dag(dag_id: str, tmp_path: Path, swarm_id: str, command: str, n: int, 
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command=command,
             args=[[i] for i in range(n)],
             outputs=["out_<id>.txt"],

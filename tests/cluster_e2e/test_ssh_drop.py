@@ -62,6 +62,7 @@ def sleepy_swarm_dag(dag_id: str, tmp_path: Path, remote_root: str, swarm_id: st
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             command="sleep 1; echo <arg0> > out_<id>.txt",
             args=[[i] for i in range(30)],
             outputs=["out_<id>.txt"],

@@ -56,6 +56,7 @@ def swarm_dag(dag_id, command, n):
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
+            deferrable=True,
             args=[[i] for i in range(n)],
             command=command,
             outputs=["out_<id>.txt"],
