@@ -31,8 +31,11 @@ sys.path.insert(0, str(REPO / "dags_examples"))
 
 from example1_data import COMMAND, OUTPUTS, SHARED_INPUTS, TASK_INPUTS, make_example1_inputs  # noqa: E402
 
-from airflow_provider_locusts.hooks.locusts import LocustsHook, SSHTarTransfer  # noqa: E402
-from airflow_provider_locusts.swarm.engine import POLL_COMMAND, EngineOptions, poll_arguments  # noqa: E402
+from airflow_provider_locusts.hooks.locusts import LocustsHook  # noqa: E402
+from airflow_provider_locusts.hooks.ssh_shell import SSHTarTransfer  # noqa: E402
+from airflow_provider_locusts.swarm.engine import EngineOptions  # noqa: E402
+from airflow_provider_locusts.swarm.handle import SwarmHandle  # noqa: E402
+from airflow_provider_locusts.swarm.host_commands import poll_command  # noqa: E402
 from airflow_provider_locusts.swarm.layout import SwarmLayout  # noqa: E402
 from airflow_provider_locusts.swarm.progress import SwarmProgress, assess  # noqa: E402
 from airflow_provider_locusts.swarm.render import render_poll  # noqa: E402
@@ -63,8 +66,8 @@ def ssh_argv(env: dict[str, str]) -> list[str]:
     ]
 
 
-def remote(executor, script: str, *args: str) -> None:
-    executor.run_script(script, list(args)).check(script)
+def remote(shell, script: str, *args: str) -> None:
+    shell.run_script(script, list(args)).check(script)
 
 
 # --- (a) staging -------------------------------------------------------------------------
@@ -78,7 +81,7 @@ def make_tree(root: Path, n: int) -> None:
 
 def bench_staging(env: dict[str, str], n: int, repeat: int) -> None:
     hook = LocustsHook(ssh_conn_id=CONN_ID)
-    transfer = SSHTarTransfer(hook.executor)
+    transfer = SSHTarTransfer(hook.shell)
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         make_tree(tree, n)
@@ -96,7 +99,7 @@ def bench_staging(env: dict[str, str], n: int, repeat: int) -> None:
                     tar.stdout.close()
                     tar.wait()
                     peer.append(time.perf_counter() - start)
-                remote(hook.executor, 'rm -rf -- "$1"', target)
+                remote(hook.shell, 'rm -rf -- "$1"', target)
         hook.close()
     o, p = statistics.median(ours), statistics.median(peer)
     print(f"(a) staging {n} files of 1 KB over loopback SSH: ours {o:.2f} s, tar|ssh {p:.2f} s, ratio {o / p:.2f} (target <= 1.5)")
@@ -106,12 +109,12 @@ def bench_staging(env: dict[str, str], n: int, repeat: int) -> None:
 def bench_poll(n_tasks: int, new_events: int) -> tuple[int, int, float, float]:
     """Build a swarm root over SSH whose events describe n_tasks finished tasks; time one poll."""
     hook = LocustsHook(ssh_conn_id=CONN_ID)
-    executor = hook.executor
+    shell = hook.shell
     root = f"{REMOTE_BASE}/poll-{n_tasks}"
     layout = SwarmLayout(root)
     # The events file is written on the host itself (awk), not shipped: it is the fixture.
     remote(
-        executor,
+        shell,
         'mkdir -p "$1/exec" && cd "$1/exec" && '
         'awk -v n="$2" \'BEGIN { for (i = 0; i < n; i++) { printf "1700000000.%06d %d start - vm\\n", i, i; '
         'printf "1700000001.%06d %d end 0 vm 0\\n", i, i } }\' > events_r0m0 && : > heartbeat_r0m0 && '
@@ -121,15 +124,15 @@ def bench_poll(n_tasks: int, new_events: int) -> tuple[int, int, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         poll_path = Path(tmp) / "poll.sh"
         poll_path.write_text(render_poll(layout, "direct"))
-        executor.run_script('cat > "$1"', [layout.poll_script], stdin_data=poll_path.read_bytes()).check("poll.sh")
-    size = int(executor.run_script('stat -c %s "$1"', [layout.manager_file("r0m0", "events")]).stdout)
+        shell.run_script('cat > "$1"', [layout.poll_script], stdin_data=poll_path.read_bytes()).check("poll.sh")
+    size = int(shell.run_script('stat -c %s "$1"', [layout.manager_file("r0m0", "events")]).stdout)
     figures = []
     # Steady state: nothing new. Busy: the last `new_events` lines (about 36 bytes each) are new.
     for offset in (size, max(size - new_events * 36, 0)):
         start = time.perf_counter()
-        result = executor.run_script(POLL_COMMAND, poll_arguments(layout, {"r0m0": offset})).check("poll")
+        result = shell.run_script(*poll_command(layout, {"r0m0": offset})).check("poll")
         figures.append((len(result.stdout), time.perf_counter() - start))
-    remote(executor, 'rm -rf -- "$1"', root)
+    remote(shell, 'rm -rf -- "$1"', root)
     hook.close()
     (steady_bytes, steady_s), (busy_bytes, busy_s) = figures
     return steady_bytes, busy_bytes, steady_s, busy_s
@@ -145,11 +148,17 @@ def run_example1(kind: str, tmp: Path) -> float:
     swarm_id = f"bench-{kind}-{os.getpid()}"
     if kind == "local":
         hook = LocustsHook()
-        engine = hook.engine(spec, swarm_id, str(tmp / swarm_id), EngineOptions(heartbeat_interval=5), tmp / swarm_id, copy_files=False)
+        handle = SwarmHandle(swarm_id, str(tmp / swarm_id), view=str(tmp / swarm_id), output_dir=str(spec.output_dir))
+        options = EngineOptions(heartbeat_interval=5)
     else:
-        hook = LocustsHook(ssh_conn_id=CONN_ID)
+        hook = LocustsHook(ssh_conn_id=CONN_ID, work_root=str(tmp / "scratch"))
+        handle = SwarmHandle(swarm_id, f"{REMOTE_BASE}/{swarm_id}", ssh_conn_id=CONN_ID, output_dir=str(spec.output_dir), scheduler="slurm")
         options = EngineOptions(scheduler="slurm", heartbeat_interval=5, slurm_options={"cpus_per_task": 1})
-        engine = hook.engine(spec, swarm_id, f"{REMOTE_BASE}/{swarm_id}", options, tmp / f"staging-{swarm_id}", copy_files=True)
+    with hook.engine(handle, spec=spec, options=options) as engine:
+        return _run_round(kind, hook, engine)
+
+
+def _run_round(kind: str, hook: LocustsHook, engine) -> float:
     start = time.perf_counter()
     round_ = engine.prepare_round()
     engine.start(round_)
@@ -167,7 +176,7 @@ def run_example1(kind: str, tmp: Path) -> float:
     if len(result.succeeded) != 101:
         raise SystemExit(f"{kind}: only {len(result.succeeded)} of 101 succeeded: {result.reasons}")
     if kind != "local":
-        remote(hook.executor, 'rm -rf -- "$1"', engine.layout.root)
+        remote(hook.shell, 'rm -rf -- "$1"', engine.layout.root)
     hook.close()
     return elapsed
 

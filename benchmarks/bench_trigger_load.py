@@ -30,6 +30,7 @@ from bench_remote import CONN_ID, REMOTE_BASE, load_cluster_env, remote  # noqa:
 
 from airflow_provider_locusts.hooks.locusts import LocustsHook  # noqa: E402
 from airflow_provider_locusts.swarm.engine import EngineOptions  # noqa: E402
+from airflow_provider_locusts.swarm.handle import SwarmHandle  # noqa: E402
 from airflow_provider_locusts.swarm.spec import build_spec  # noqa: E402
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger  # noqa: E402
 
@@ -89,26 +90,27 @@ def main() -> None:
     options = parser.parse_args()
     env = load_cluster_env()
 
-    hook = LocustsHook(ssh_conn_id=CONN_ID)
     triggers = []
     with tempfile.TemporaryDirectory() as tmp:
+        hook = LocustsHook(ssh_conn_id=CONN_ID, work_root=tmp)
         for k in range(options.swarms):
             spec = build_spec(
                 command="sleep 0.2; echo <arg0> > out_<id>.txt", args=[[i] for i in range(options.tasks)],
                 outputs=["out_<id>.txt"], output_dir=Path(tmp) / f"out{k}", processes=2,
             )
             root = f"{REMOTE_BASE}/load-{k}"
-            engine = hook.engine(spec, f"load-{k}", root, EngineOptions(heartbeat_interval=2), Path(tmp) / f"staging{k}", copy_files=True)
-            round_ = engine.prepare_round()
-            engine.start(round_)
-            triggers.append(
-                LocustsSwarmTrigger(root=root, managers=round_.managers, total=round_.task_count, ssh_conn_id=CONN_ID, poll_interval=1, heartbeat_timeout=30)
-            )
+            handle = SwarmHandle(f"load-{k}", root, ssh_conn_id=CONN_ID, output_dir=str(spec.output_dir))
+            with hook.engine(handle, spec=spec, options=EngineOptions(heartbeat_interval=2)) as engine:
+                round_ = engine.prepare_round()
+                engine.start(round_)
+            handle = handle.with_round(round_.number, round_.managers, round_.task_count)
+            triggers.append(LocustsSwarmTrigger(handle=handle.to_dict(), poll_interval=1, heartbeat_timeout=30))
+        hook.close()  # only the triggers' connections are counted while they watch
         figures = asyncio.run(watch_all(triggers, env["LOCUSTS_SSH_PORT"]))
         finished = sum(1 for e in figures["events"] if e["status"] == "finished" and e["finished"] == options.tasks)
         for k in range(options.swarms):
-            remote(hook.executor, 'rm -rf -- "$1"', f"{REMOTE_BASE}/load-{k}")
-    hook.close()
+            remote(hook.shell, 'rm -rf -- "$1"', f"{REMOTE_BASE}/load-{k}")
+        hook.close()
     print(
         f"{options.swarms} swarms in one event loop: {finished} finished in {figures['seconds']:.1f} s; "
         f"worst event-loop stall {figures['worst_lag'] * 1000:.0f} ms (target < 100 ms); "
