@@ -3,7 +3,9 @@ every manager a test started (by the pid the manager recorded) when the test end
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -49,3 +51,34 @@ def run_swarm_round():
             engine.cancel()  # cancel.sh signals only pids recorded in exec/pid_<manager>, if still that manager
         except Exception:  # noqa: BLE001 - teardown must not hide the test's own failure
             pass
+
+
+class StandInTI:
+    """Stand-in for the task instance in an operator's context.
+
+    Used ONLY by tests that call operator.execute() / execute_complete() / on_kill()
+    directly (cancelling a deferred swarm, start-up errors, each trigger event): a live task
+    instance cannot be had outside a DAG run. It carries what the operator reads (dag_id,
+    task_id, run_id, map_index) and records xcom_push calls. Everything else is real.
+    """
+
+    def __init__(self, dag_id: str, task_id: str = "swarm", run_id: str | None = None, map_index: int = -1):
+        self.dag_id = dag_id
+        self.task_id = task_id
+        self.run_id = run_id or f"manual__{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.map_index = map_index
+        self.xcoms: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value) -> None:
+        self.xcoms[key] = value
+
+    def xcom_pull(self, task_ids=None, key: str = "return_value", **_):
+        return self.xcoms.get(key)
+
+
+@pytest.fixture
+def stand_in_context():
+    def make(dag_id: str) -> dict:
+        return {"ti": StandInTI(dag_id)}
+
+    return make

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+
 # First import of this module that touches Airflow's setup: tests.e2e.conftest points
 # AIRFLOW_HOME at a private folder (SQLite) as long as airflow is not imported yet.
 from tests.e2e.conftest import airflow_db, run_dag  # noqa: F401
@@ -144,34 +145,6 @@ def shared_root(cluster):
     path = cluster.shared_dir / unique_name()
     yield path
     subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=60)
-
-
-class StandInTI:
-    """Stand-in for the task instance in an operator's context.
-
-    Used ONLY by tests that call operator.execute() / on_kill() directly (cancelling a
-    deferred swarm, start-up errors): a live task instance cannot be had outside a DAG run.
-    It carries what the operator reads (dag_id, task_id, run_id, map_index) and records
-    xcom_push calls. Everything else in these tests is real.
-    """
-
-    def __init__(self, dag_id: str, task_id: str = "swarm", run_id: str | None = None, map_index: int = -1):
-        self.dag_id = dag_id
-        self.task_id = task_id
-        self.run_id = run_id or f"manual__{unique_name('run')}"
-        self.map_index = map_index
-        self.xcoms: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value) -> None:
-        self.xcoms[key] = value
-
-
-@pytest.fixture
-def stand_in_context():
-    def make(dag_id: str) -> dict:
-        return {"ti": StandInTI(dag_id)}
-
-    return make
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 trigger.on_kill (triggerer side), for SLURM jobs and for managers started directly over SSH.
 
 These tests call operator.execute() by hand with a stand-in task instance (see
-conftest.StandInTI): a user killing a deferred task cannot be produced by dag.test().
+tests/conftest.py StandInTI): a user killing a deferred task cannot be produced by dag.test().
 execute() starts the swarm for real and defers (raises TaskDeferred), which hands us the
 real trigger.
 """

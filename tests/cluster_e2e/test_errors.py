@@ -1,7 +1,7 @@
 """Start-up failures against the real cluster: each one error with a message saying what is
 wrong, and nothing left running.
 
-Most call operator.execute() directly with a stand-in task instance (conftest.StandInTI)
+Most call operator.execute() directly with a stand-in task instance (tests/conftest.py StandInTI)
 to read the exception's message; the bad partition also runs through dag.test() to show
 the Airflow task ends failed.
 """
