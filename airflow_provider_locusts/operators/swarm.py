@@ -21,6 +21,7 @@ from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, poll_
 from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
+from airflow_provider_locusts.www.links import SwarmLink
 
 
 def default_work_root() -> str:
@@ -71,6 +72,7 @@ class LocustsSwarmOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default) instead of holding a worker slot
     """
 
+    operator_extra_links = (SwarmLink(),)
     template_fields: Sequence[str] = (
         "command",
         "input_dir",
