@@ -164,13 +164,18 @@ def new_password() -> str:
 
 def login(browser, airflow: UiAirflow, user: User, timeout: float = 60) -> None:
     """Log `user` in through the auth manager's real login page, then wait until the UI holds
-    the `_token` cookie and shows its home page."""
+    the `_token` cookie and has left the login page."""
+    browser.driver.get(airflow.url + ("/auth/login/" if airflow.auth_manager == FAB else "/auth/login"))
+    login_form(browser, user, timeout)
+
+
+def login_form(browser, user: User, timeout: float = 60) -> None:
+    """Fill and send the login form the browser shows (wherever the login was asked from)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser.driver
-    driver.get(airflow.url + "/auth/login/" if airflow.auth_manager == FAB else airflow.url + "/auth/login")
     wait = WebDriverWait(driver, timeout)
     name = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "input[name=username]")))
     name.send_keys(user.name)
