@@ -29,6 +29,15 @@ from airflow_provider_locusts.www.urls import API, MAP_INDEX_PLACEHOLDER, PAGE
 
 ID_MAX = 250  # Airflow's ID_LEN
 HTML_ROUTES = {PAGE}
+ERROR_MESSAGES = {
+    status.HTTP_403_FORBIDDEN: "You are not allowed to see the task instances of this DAG.",
+    status.HTTP_404_NOT_FOUND: "There is no such task instance.",
+}
+# Pages are shown in the UI's iframe: framed by the same origin only; no script from anywhere yet.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'",
+    "Cache-Control": "no-store",
+}
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("airflow_provider_locusts.www", "templates"),
@@ -77,11 +86,15 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def login_or_error(request: Request, error: StarletteHTTPException) -> Response:
-        """A browser opening the page without a session goes to the login page and back."""
-        route = request.scope.get("route")
-        if error.status_code == status.HTTP_401_UNAUTHORIZED and getattr(route, "path", None) in HTML_ROUTES:
+        """On the HTML page: no session → the login page and back; other errors as a page a
+        person can read. JSON elsewhere."""
+        if getattr(request.scope.get("route"), "path", None) not in HTML_ROUTES:
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        if error.status_code == status.HTTP_401_UNAUTHORIZED:
             return RedirectResponse(airflow_auth.login_url(next_url=str(request.url)), status.HTTP_303_SEE_OTHER)
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        message = ERROR_MESSAGES.get(error.status_code, str(error.detail))
+        html = _templates.get_template("error.html.j2").render(status=error.status_code, message=message)
+        return HTMLResponse(html, status_code=error.status_code, headers=PAGE_HEADERS)
 
     @app.get(PAGE, response_class=HTMLResponse)
     def swarm_page(key: ReadableTaskInstance, session: SessionDep) -> HTMLResponse:
@@ -90,11 +103,7 @@ def create_app() -> FastAPI:
             info=info,
             handle_json=json.dumps(info.handle, indent=2, sort_keys=True, default=str) if info.handle is not None else None,
         )
-        # The page is shown in the UI's iframe: same origin only; no script from anywhere yet.
-        return HTMLResponse(html, headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'",
-            "Cache-Control": "no-store",
-        })
+        return HTMLResponse(html, headers=PAGE_HEADERS)
 
     @app.get(API)
     def swarm_json(key: ReadableTaskInstance, session: SessionDep) -> dict:

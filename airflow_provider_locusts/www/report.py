@@ -49,8 +49,8 @@ def last_bytes(text: str | None, limit: int = TAIL_BYTES) -> tuple[str, int]:
     data = (text or "").encode("utf-8", errors="replace")
     if len(data) <= limit:
         return data.decode("utf-8", errors="replace"), 0
-    kept = data[-limit:]
-    return kept.decode("utf-8", errors="ignore"), len(data) - len(kept)
+    kept = data[-limit:].decode("utf-8", errors="ignore")  # drops a character cut in two
+    return kept, len(data) - len(kept.encode("utf-8"))
 
 
 def _number(value) -> float | None:
