@@ -53,9 +53,9 @@ def _map_index(map_index: Annotated[str, Query(max_length=12)] = "-1") -> int:
     try:
         value = int(map_index)
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "map_index must be an integer ≥ -1") from None
+        raise HTTPException(422, "map_index must be an integer ≥ -1") from None
     if value < -1:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "map_index must be an integer ≥ -1")
+        raise HTTPException(422, "map_index must be an integer ≥ -1")
     return value
 
 
