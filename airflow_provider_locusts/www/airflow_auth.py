@@ -17,18 +17,25 @@ validated parameter, never empty, so the check is always about that one DAG.
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
-
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.auth.managers.models.resource_details import (
+    DagAccessEntity,
+    DagDetails,
+)
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
 from airflow.models.dag import DagModel
+from fastapi import HTTPException, status
 
-__all__ = ["BaseUser", "GetUserDep", "authorize_dag_read", "get_user", "login_url"]
+__all__ = ["TASK_INSTANCE", "TASK_LOGS", "BaseUser", "GetUserDep", "authorize_dag_read", "get_user", "login_url"]
+
+# What a route reads of a DAG: its task instances (the view, the task table), or its task logs
+# (log tails: the permission Airflow's own log endpoint checks).
+TASK_INSTANCE = DagAccessEntity.TASK_INSTANCE
+TASK_LOGS = DagAccessEntity.TASK_LOGS
 
 
-def authorize_dag_read(user: BaseUser, dag_id: str, entity: DagAccessEntity = DagAccessEntity.TASK_INSTANCE) -> None:
+def authorize_dag_read(user: BaseUser, dag_id: str, entity: DagAccessEntity = TASK_INSTANCE) -> None:
     """403 unless `user` may read `entity` (task instances by default; task logs for log
     tails) of the DAG `dag_id`, as Airflow's configured auth manager decides."""
     if not dag_id or dag_id == "~":

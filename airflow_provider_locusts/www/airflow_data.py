@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 HANDLE_XCOM_KEY = "locusts_swarm"
 

@@ -1,6 +1,6 @@
 """The Swarm view: a FastAPI app the api-server mounts at /locusts (see plugin.py).
 
-Every route depends on `readable_task_instance`: an authenticated Airflow user (401 without a
+Every route depends on `readable(...)`: an authenticated Airflow user (401 without a
 session; the HTML page redirects to the login page instead) allowed by Airflow's auth manager
 to read that DAG's task instances (403 otherwise). Request values are only ever compared with
 database rows: none reaches a path or a shell.
@@ -17,14 +17,17 @@ from dataclasses import asdict
 from typing import Annotated
 
 import jinja2
+from airflow.api_fastapi.common.db.common import SessionDep
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow.api_fastapi.common.db.common import SessionDep
-
 from airflow_provider_locusts.www import airflow_auth
-from airflow_provider_locusts.www.airflow_data import TaskInstanceInfo, TaskInstanceKey, read_task_instance
+from airflow_provider_locusts.www.airflow_data import (
+    TaskInstanceInfo,
+    TaskInstanceKey,
+    read_task_instance,
+)
 from airflow_provider_locusts.www.urls import API, MAP_INDEX_PLACEHOLDER, PAGE
 
 ID_MAX = 250  # Airflow's ID_LEN
@@ -59,19 +62,26 @@ def _map_index(map_index: Annotated[str, Query(max_length=12)] = "-1") -> int:
     return value
 
 
-def readable_task_instance(
-    user: airflow_auth.GetUserDep,
-    dag_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
-    run_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
-    task_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
-    map_index: Annotated[int, Depends(_map_index)],
-) -> TaskInstanceKey:
-    """The task instance the request names, once Airflow says this user may read it."""
-    airflow_auth.authorize_dag_read(user, dag_id)
-    return TaskInstanceKey(dag_id, run_id, task_id, map_index)
+def readable(entity):
+    """A dependency: the task instance the request names, once Airflow says this user may read
+    `entity` (airflow_auth.TASK_INSTANCE or TASK_LOGS) of its DAG."""
+
+    def task_instance(
+        user: airflow_auth.GetUserDep,
+        dag_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
+        run_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
+        task_id: Annotated[str, Query(min_length=1, max_length=ID_MAX)],
+        map_index: Annotated[int, Depends(_map_index)],
+    ) -> TaskInstanceKey:
+        airflow_auth.authorize_dag_read(user, dag_id, entity)
+        return TaskInstanceKey(dag_id, run_id, task_id, map_index)
+
+    return task_instance
 
 
-ReadableTaskInstance = Annotated[TaskInstanceKey, Depends(readable_task_instance)]
+ReadableTaskInstance = Annotated[TaskInstanceKey, Depends(readable(airflow_auth.TASK_INSTANCE))]
+# For log tails (to come): Airflow's permission to read the DAG's task logs.
+ReadableTaskLogs = Annotated[TaskInstanceKey, Depends(readable(airflow_auth.TASK_LOGS))]
 
 
 def _existing(session, key: TaskInstanceKey) -> TaskInstanceInfo:

@@ -20,10 +20,16 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
-from airflow_provider_locusts.www.svg import Svg, format_duration, format_number, nice_ticks, time_unit
+from airflow_provider_locusts.www.svg import (
+    Svg,
+    format_duration,
+    format_number,
+    nice_ticks,
+    time_unit,
+)
 
 SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
 OUTCOME_CLASS = {SUCCEEDED: "ok", FAILED: "fail", RUNNING: "run"}
@@ -81,7 +87,7 @@ def to_spans(records: Iterable[Mapping], now: float | None = None) -> Spans:
     latest = -math.inf
     for record in records:
         start = record.get("started_at")
-        if not isinstance(start, numbers) or start != start:  # missing, or NaN
+        if not isinstance(start, numbers) or math.isnan(start):
             left_out += 1
             continue
         end = record.get("ended_at")
@@ -97,8 +103,7 @@ def to_spans(records: Iterable[Mapping], now: float | None = None) -> Spans:
                 outcome, end = RUN, None  # finished, but its end is unknown: drawn as running
         if end is not None and end > latest:
             latest = end
-        if start > latest:
-            latest = start
+        latest = max(latest, start)
         ids.append(record.get("id"))
         outcomes.append(outcome)
         starts.append(float(start))
@@ -193,7 +198,7 @@ def _legend(svg: Svg, x: float, y: float, items: list[tuple[str, str]]) -> None:
 
 
 def _started_label(t0: float) -> str:
-    return "first start " + datetime.fromtimestamp(t0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "first start " + datetime.fromtimestamp(t0, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _counts_line(records: Sequence[Mapping]) -> str:
@@ -299,10 +304,8 @@ def _aggregated_cells(svg, spans: Spans, lanes, rows, lanes_per_row, total_lanes
         b = (end - t0) / width
         first = int(a)
         last = int(b)
-        if first > last_bin:
-            first = last_bin
-        if last > last_bin:
-            last = last_bin
+        first = min(first, last_bin)
+        last = min(last, last_bin)
         if first == last:
             busy[base + first] += (b - a) * width
         else:
@@ -494,7 +497,7 @@ def _duration_axis(svg: Svg, edges: list[float], log_scale: bool, x0: float, y: 
     low, high = edges[0], edges[-1]
     svg.line(x0, y, x0 + width, y, class_="axis")
     if log_scale:
-        position = lambda v: x0 + math.log(v / low) / math.log(high / low) * width  # noqa: E731
+        position = lambda v: x0 + math.log(v / low) / math.log(high / low) * width
         decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
         multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
         ticks = [m * 10.0**d for d in decades for m in multiples if low <= m * 10.0**d <= high]
@@ -502,7 +505,7 @@ def _duration_axis(svg: Svg, edges: list[float], log_scale: bool, x0: float, y: 
         axis_label = "task duration (log scale)"
     else:
         unit, seconds = time_unit(high)
-        position = lambda v: x0 + (v - low) / (high - low) * width  # noqa: E731
+        position = lambda v: x0 + (v - low) / (high - low) * width
         step_ticks = nice_ticks(high / seconds)
         ticks = [t * seconds for t in step_ticks if low <= t * seconds <= high]
         labels = [format_number(t / seconds) for t in ticks]

@@ -11,11 +11,12 @@ last TAIL_BYTES of its stderr and stdout, and the page says what it left out.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
@@ -54,7 +55,7 @@ def last_bytes(text: str | None, limit: int = TAIL_BYTES) -> tuple[str, int]:
 
 
 def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and value == value else None
+    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
 
 
 def summarize(records: Sequence[Mapping]) -> dict:
@@ -98,7 +99,7 @@ def summarize(records: Sequence[Mapping]) -> dict:
 
 
 def _utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _failures(records: Sequence[Mapping], tails: Mapping[str, Mapping[str, str]], limit: int, tail_bytes: int) -> list[dict]:
@@ -142,7 +143,7 @@ def render_report(
     summary = dict(summary or {})
     failed_total = sum(1 for r in records if r.get("state") == "failed")
     reasons = Counter(str(r.get("reason") or "(no reason recorded)") for r in records if r.get("state") == "failed")
-    generated = now if now is not None else datetime.now(tz=timezone.utc).timestamp()
+    generated = now if now is not None else datetime.now(tz=UTC).timestamp()
     details = [
         (label, summary[key])
         for key, label in (("swarm_id", "swarm"), ("output_dir", "output folder"), ("manifest", "manifest"))

@@ -12,7 +12,7 @@ FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',Aria
 def num(value: float) -> str:
     """A coordinate with at most one decimal: short files, no visible loss."""
     text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")
 
 
 def _attrs(attrs: dict[str, object]) -> str:
@@ -92,7 +92,7 @@ def nice_ticks(high: float, target: int = 6) -> list[float]:
 
 def format_number(value: float) -> str:
     if abs(value - round(value)) < 1e-9:
-        return f"{int(round(value)):,}"
+        return f"{round(value):,}"
     return f"{value:.3g}"
 
 

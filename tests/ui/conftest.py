@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tests.ui import browser as chrome
-from tests.ui.airflow_ui import FAB, SIMPLE, UiAirflow, User, check_plugin_entry_point, new_password
+from tests.ui.airflow_ui import (
+    FAB,
+    SIMPLE,
+    UiAirflow,
+    User,
+    check_plugin_entry_point,
+    new_password,
+)
 from tests.ui.dags import HANDLE_DAG, OTHER_DAG, SWARM_DAG, write_dags
 
 RUN_ID = "ui_run_1"

@@ -77,7 +77,7 @@ def test_the_swarm_tab_shows_the_view_and_a_recorded_handle_as_text(simple_airfl
         assert HOSTILE[0] in handle and HOSTILE[1].replace('"', '\\"') in handle  # shown as text (JSON)
         assert browser.driver.find_elements(By.TAG_NAME, "img") == []
         assert browser.driver.find_elements(By.TAG_NAME, "script") == []
-        assert f"DAG\n{HANDLE_DAG}" in text and f"task\nrecord" in text and "state\nsuccess" in text
+        assert f"DAG\n{HANDLE_DAG}" in text and "task\nrecord" in text and "state\nsuccess" in text
     finally:
         browser.driver.switch_to.default_content()
     browser.screenshot("swarm_tab_with_handle")

@@ -160,4 +160,4 @@ def test_running_tasks_end_at_now_and_count_as_unfinished():
     shown = "\n".join(texts(parse(plots.completion_svg(records, now=130.0))))
     assert "1 of 2 tasks finished, 0 failed" in shown
     ticks = texts(parse(plots.timeline_svg(records, now=130.0)))
-    assert "time since the first start (s)" in ticks and re.search(r"^30$|^25$", "\n".join(ticks), re.M)
+    assert "time since the first start (s)" in ticks and re.search(r"^30$|^25$", "\n".join(ticks), re.MULTILINE)

@@ -9,7 +9,13 @@ from collections import Counter
 import pytest
 
 from airflow_provider_locusts.swarm.command import SwarmSpecError
-from airflow_provider_locusts.www.report import MAX_FAILURES, TAIL_BYTES, last_bytes, report_path, write_report
+from airflow_provider_locusts.www.report import (
+    MAX_FAILURES,
+    TAIL_BYTES,
+    last_bytes,
+    report_path,
+    write_report,
+)
 from tests.www.records import HOSTILE_IDS, swarm_records
 
 
@@ -66,7 +72,7 @@ def test_hostile_ids_reasons_and_logs_show_as_text_and_nothing_external_loads(tm
     assert "&lt;/pre&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in html
     # No resource of any kind: no src/href attribute, no CSS url() or @import; the only "http"
     # is the SVG namespace; the CSP forbids every load and every script anyway.
-    assert not re.search(r"<[a-zA-Z][^>]*\s(src|href)\s*=", html, re.I)  # in a tag: user text has no "<"
+    assert not re.search(r"<[a-zA-Z][^>]*\s(src|href)\s*=", html, re.IGNORECASE)  # in a tag: user text has no "<"
     assert "url(" not in html and "@import" not in html
     assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}
     assert "default-src 'none'" in html
