@@ -77,3 +77,23 @@ def test_the_map_index_placeholder_of_unmapped_tasks_reads_as_minus_one():
         with pytest.raises(HTTPException) as error:
             _map_index(bad)
         assert error.value.status_code == 422
+
+
+def test_every_route_of_the_view_requires_an_airflow_user_allowed_on_the_dag():
+    """A guard for routes to come: each one resolves Airflow's get_user and the DAG check,
+    and the app publishes no unauthenticated docs or schema."""
+    from fastapi.dependencies.utils import get_flat_dependant
+    from fastapi.routing import APIRoute
+
+    from airflow_provider_locusts.www import airflow_auth
+    from airflow_provider_locusts.www.app import create_app
+
+    app = create_app()
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {"/swarm", "/api/swarm"}
+    for route in routes:
+        calls = {d.call for d in get_flat_dependant(route.dependant).dependencies}
+        assert airflow_auth.get_user in calls, route.path
+        assert any(getattr(c, "__qualname__", "").startswith("readable.") for c in calls), route.path
+    assert (app.docs_url, app.redoc_url, app.openapi_url) == (None, None, None)
+    assert [r.path for r in app.routes if not isinstance(r, APIRoute)] == []
