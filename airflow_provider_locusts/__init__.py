@@ -55,4 +55,8 @@ def get_provider_info() -> dict:
                 },
             },
         },
+        # The Swarm view (also an `airflow.plugins` entry point: Airflow loads provider
+        # plugins from here only with [core] lazy_discover_providers = False).
+        "plugins": [{"name": "locusts", "plugin-class": "airflow_provider_locusts.www.plugin.LocustsPlugin"}],
+        "extra-links": ["airflow_provider_locusts.www.links.SwarmLink"],
     }

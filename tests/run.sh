@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite on a fresh machine:
 #   1. installs the package with its test extras;
-#   2. as root, installs (Debian packages) and starts the SSH + SLURM test cluster
-#      of tests/cluster/, and stops it again at the end (only what it started);
+#   2. as root, installs Debian's chromium and chromium-driver (tests/ui/install.sh) and the
+#      SSH + SLURM test cluster of tests/cluster/, starts the cluster, and stops it again at
+#      the end (only what it started);
 #   3. runs pytest (extra arguments are passed on). pytest's "no tests collected"
 #      (exit 5) fails the run like any other failure.
 set -euo pipefail
@@ -12,6 +13,7 @@ cd "$repo"
 python3 -m pip install -q -e ".[test]"
 
 if [ "$(id -u)" = 0 ]; then
+    bash tests/ui/install.sh            # chromium + chromium-driver for the browser tests
     bash tests/cluster/install.sh
     bash tests/cluster/start.sh
     trap 'bash tests/cluster/stop.sh' EXIT

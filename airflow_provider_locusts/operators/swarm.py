@@ -25,6 +25,7 @@ from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_direc
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
+from airflow_provider_locusts.www.links import SwarmLink
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
@@ -97,6 +98,7 @@ class LocustsSwarmOperator(BaseOperator):
         ``[operators] default_deferrable``
     """
 
+    operator_extra_links = (SwarmLink(),)
     template_fields: Sequence[str] = (
         "command",
         "input_dir",
