@@ -22,6 +22,8 @@ class ManagerStatus:
     heartbeat_age: int | None
     job_state: str | None  # scheduler's state, None when started directly
     since_launch: int | None = None  # seconds since it was launched or submitted (host clock)
+    job_id: str | None = None  # its scheduler job, when submitted
+    host: str | None = None  # where it runs, once started
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,10 @@ def parse_poll_output(data: bytes) -> PollResult:
         if header[0] == "@now":
             now = int(header[1])
         elif header[0] == "@manager":
-            if len(header) >= 7:
-                name, state, age, job, since, nbytes = header[1:7]
-            else:  # a root staged before launch ages were reported
-                (name, state, age, job, nbytes), since = header[1:6], "-"
+            # Older roots' poll.sh print fewer fields; the byte count always comes last.
+            name, state, age, job = header[1:5]
+            nbytes = header[-1]
+            since, job_id, host = (header[5:-1] + ["-", "-", "-"])[:3]
             n = int(nbytes)
             chunks[name] = data[pos : pos + n]
             pos += n
@@ -58,6 +60,8 @@ def parse_poll_output(data: bytes) -> PollResult:
                 heartbeat_age=None if age == "-" else int(age),
                 job_state=None if job == "-" else job,
                 since_launch=None if since == "-" else int(since),
+                job_id=None if job_id == "-" else job_id,
+                host=None if host == "-" else host,
             )
         else:
             raise ValueError(f"unexpected line in poll output: {line!r}")

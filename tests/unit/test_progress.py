@@ -223,3 +223,20 @@ def test_a_cut_task_is_unfinished_and_not_counted_as_running():
     progress = SwarmProgress(total=1, offsets={})
     progress.feed("m", lines)
     assert (progress.started, progress.finished, progress.failed, progress.running) == (0, 0, 0, 0)
+
+
+def test_poll_headers_of_every_generation_parse():
+    from airflow_provider_locusts.swarm.progress import parse_poll_output
+
+    data = (
+        b"@now 1700000000\n"
+        b"@manager r0m0 running 3 RUNNING 40 1234 node7 6\nabcdef"
+        b"@manager r0m1 starting - - 12 2\nxy"
+        b"@manager r0m2 done 1 - 0\n"
+    )
+    poll = parse_poll_output(data)
+    m0, m1, m2 = (poll.managers[m] for m in ("r0m0", "r0m1", "r0m2"))
+    assert (m0.state, m0.heartbeat_age, m0.job_state, m0.since_launch, m0.job_id, m0.host) == ("running", 3, "RUNNING", 40, "1234", "node7")
+    assert (m1.since_launch, m1.job_id, m1.host) == (12, None, None)
+    assert (m2.state, m2.since_launch, m2.job_id) == ("done", None, None)
+    assert poll.chunks == {"r0m0": b"abcdef", "r0m1": b"xy", "r0m2": b""}
