@@ -84,6 +84,8 @@ class LocustsSwarmOperator(BaseOperator):
     :param container: command prefix for the manager (e.g. ``apptainer exec image.sif``)
     :param max_failed_fraction: fraction of failed tasks above which the Airflow task fails
     :param task_retries: times a failed task is run again by its manager
+    :param task_timeout: seconds a task attempt may run; then its whole process group gets TERM
+        (KILL 5 s later) and the attempt fails with "timed out after N s" (retried per task_retries)
     :param max_reschedules: times the unfinished tasks of a lost manager (dead process, stale
         heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
@@ -140,6 +142,7 @@ class LocustsSwarmOperator(BaseOperator):
         container: str | None = None,
         max_failed_fraction: float = 0.0,
         task_retries: int = 0,
+        task_timeout: int | None = None,
         max_reschedules: int = 1,
         input_staging: str = "hardlink",
         overwrite_outputs: bool = False,
@@ -175,6 +178,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.container = container
         self.max_failed_fraction = max_failed_fraction
         self.task_retries = task_retries
+        self.task_timeout = task_timeout
         self.max_reschedules = max_reschedules
         self.input_staging = input_staging
         self.overwrite_outputs = overwrite_outputs
@@ -207,6 +211,10 @@ class LocustsSwarmOperator(BaseOperator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise SwarmSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        if self.task_timeout is not None and (
+            isinstance(self.task_timeout, bool) or not isinstance(self.task_timeout, int) or self.task_timeout < 1
+        ):
+            raise SwarmSpecError(f"task_timeout must be a whole number of seconds >= 1 (or None), got {self.task_timeout!r}.")
         if not 0.0 <= float(self.max_failed_fraction) <= 1.0:
             raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -260,6 +268,7 @@ class LocustsSwarmOperator(BaseOperator):
             min_tasks_per_process=self.min_tasks_per_process,
             heartbeat_interval=self.heartbeat_interval,
             task_retries=self.task_retries,
+            task_timeout=self.task_timeout,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
             group_writable=bool(self.shared_root),

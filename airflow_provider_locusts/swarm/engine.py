@@ -63,6 +63,7 @@ class EngineOptions:
     min_tasks_per_process: int = 1
     heartbeat_interval: int = 5
     task_retries: int = 0  # re-runs of a failed task inside its manager
+    task_timeout: int | None = None  # seconds an attempt may run before it is stopped and fails
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
     group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
@@ -313,6 +314,7 @@ class SwarmEngine:
             self.options.heartbeat_interval,
             self.options.scheduler,
             self.options.task_retries,
+            self.options.task_timeout,
         )
         if self.options.scheduler == "slurm":
             directives = sbatch_directives(self.options.slurm_options, self.processes)

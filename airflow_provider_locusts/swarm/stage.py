@@ -153,6 +153,7 @@ def write_managers(
     heartbeat_interval: int,
     scheduler: str,
     task_retries: int = 0,
+    task_timeout: int | None = None,
 ) -> None:
     """Each manager's task list and script, and the swarm's poll.sh, written through `local`
     with the paths the scripts will see when they run (`runtime`)."""
@@ -161,7 +162,7 @@ def write_managers(
             f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
         write_file(
             Path(local.manager_file(plan.name, "sh")),
-            render_manager(runtime, plan.name, processes, heartbeat_interval, task_retries),
+            render_manager(runtime, plan.name, processes, heartbeat_interval, task_retries, task_timeout),
             0o755,
         )
     write_file(Path(local.poll_script), render_poll(runtime, scheduler), 0o755)
