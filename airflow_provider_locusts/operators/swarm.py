@@ -13,7 +13,12 @@ from typing import Any
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_locusts.exceptions import LocalModeRefusedError, SwarmLostTrackError, SwarmTasksFailedError
+from airflow_provider_locusts.exceptions import (
+    LocalModeRefusedError,
+    SwarmLostTrackError,
+    SwarmStartError,
+    SwarmTasksFailedError,
+)
 from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
 from airflow_provider_locusts.swarm.collect import SwarmResult
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
@@ -29,6 +34,10 @@ from airflow_provider_locusts.www.links import SwarmLink
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
+
+# Job states of a manager that never ran a task which a new job may well not meet again:
+# the node failed or was taken, or someone cancelled the job.
+RESCHEDULABLE_JOB_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "CANCELLED"})
 
 # Executors that run every step of a task on the machine of the worker that started it.
 SINGLE_HOST_EXECUTORS = frozenset({"LocalExecutor", "airflow.executors.local_executor.LocalExecutor"})
@@ -299,6 +308,7 @@ class LocustsSwarmOperator(BaseOperator):
                 engine.start(round_)
                 self.log.info("Swarm %s: round %d is still running, watching it again.", handle.swarm_id, round_.number)
             else:
+                engine.preflight(shared=bool(self.shared_root), root_setting="remote_root" if self.ssh_conn_id else "work_root")
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
@@ -365,9 +375,25 @@ class LocustsSwarmOperator(BaseOperator):
             with self.hook.engine(handle) as engine:
                 return self._finish(context, engine, engine.gather())
         lost = list(event.get("lost") or [])
-        lost_reason = f"its manager was lost ({event['message']})"
-        self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
         with self.hook.engine(handle) as engine:
+            never_ran = [d for d in engine.diagnose(lost) if not d.ran_tasks]
+            # What became of managers that never ran a task says more than their poll state.
+            if len(never_ran) == len(lost):
+                detail = "; ".join(d.line() for d in never_ran)
+            else:
+                detail = "; ".join([event["message"], *(d.line() for d in never_ran)])
+            lost_reason = f"its manager was lost ({detail})"
+            self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
+            if len(never_ran) == len(handle.managers) and not any(d.job_state in RESCHEDULABLE_JOB_STATES for d in never_ran):
+                # Not a fault a new job would fix (a launch failure, a failing setup line, a
+                # missing image): submitting the same round again would fail the same way.
+                engine.cancel(lost)
+                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost)
+                self._push_lists(context, result.summary())
+                raise SwarmStartError(
+                    f"None of the {len(handle.managers)} manager(s) of round {handle.round} started a task, so nothing "
+                    f"was submitted again: {detail}. Fix the cause and retry. Manifest: {result.manifest}"
+                )
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
                 return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost))
@@ -420,10 +446,7 @@ class LocustsSwarmOperator(BaseOperator):
         if self.cleanup and not result.failed:
             engine.cleanup()
             self.log.info("Swarm %s: removed its root %s", result.swarm_id, engine.layout.root)
-        if self.do_xcom_push:
-            ti = context["ti"]
-            ti.xcom_push(key="succeeded", value=summary["succeeded"])
-            ti.xcom_push(key="failed", value=summary["failed"])
+        self._push_lists(context, summary)
         total = summary["total"]
         self.log.info(
             "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
@@ -437,6 +460,14 @@ class LocustsSwarmOperator(BaseOperator):
                 f"First failures: {listing}. Manifest: {result.manifest}"
             )
         return summary
+
+    def _push_lists(self, context: Context, summary: dict) -> None:
+        """The id lists under their own keys, before any failure is raised: a downstream task
+        with trigger_rule="all_done" reads them even when this task failed."""
+        if self.do_xcom_push:
+            ti = context["ti"]
+            ti.xcom_push(key="succeeded", value=summary["succeeded"])
+            ti.xcom_push(key="failed", value=summary["failed"])
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         # "__fail__": Airflow gave up on the deferred task (execution_timeout reached, or the

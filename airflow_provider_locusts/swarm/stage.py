@@ -58,6 +58,21 @@ def place_file(source: Path, target: Path, mode: str) -> None:
     shutil.copy2(source, target)
 
 
+def _device_of(path: Path) -> int:
+    """The filesystem of `path`, or of its nearest existing parent."""
+    while not path.exists():
+        path = path.parent
+    return path.stat().st_dev
+
+
+def free_space(path: Path) -> tuple[int, int]:
+    """(bytes, inodes) free for this user on the filesystem of `path` (or its nearest existing parent)."""
+    while not path.exists():
+        path = path.parent
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize, stat.f_favail
+
+
 def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write atomically (temp name + rename), never world-writable."""
     tmp = path.with_name(path.name + ".tmp")
@@ -125,6 +140,23 @@ class EnvironmentBuilder:
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.writelines(rows)
         os.replace(tmp, path)
+
+    def space_needed(self, tasks: Sequence[TaskSpec]) -> tuple[int, int]:
+        """(bytes, inodes) staging `tasks` may take: a folder and a task.sh per task, plus every
+        input that is copied rather than linked (copy mode, or another filesystem than the
+        root's; a symlink takes an inode too)."""
+        block = 4096
+        root_device = _device_of(Path(self.local.root))
+        copied = inodes = 0
+        for task in tasks:
+            inodes += 2
+            for source, _ in task.inputs:
+                if self.input_staging == "copy" or (self.input_staging == "hardlink" and source.stat().st_dev != root_device):
+                    copied += -(-source.stat().st_size // block) * block
+                    inodes += 1
+                elif self.input_staging == "symlink":
+                    inodes += 1
+        return copied + 3 * block * len(tasks), inodes
 
     def stage_tasks(self, tasks: Sequence[TaskSpec]) -> None:
         """A clean folder per task: an earlier attempt's folder is replaced (it lives inside the root)."""
