@@ -250,3 +250,37 @@ def test_local_mode_is_refused_on_a_deployment_that_may_run_steps_elsewhere(tmp_
     # Watched by the worker that started it, local mode works on any deployment.
     summary = operator_for(tmp_path, "echo <arg0> > out_<id>.txt", deferrable=False).execute(stand_in_context("layer_refused"))
     assert summary["succeeded"] == ["0", "1", "2"]
+
+
+def test_execution_timeout_in_the_worker_stops_the_swarm(run_dag, tmp_path):
+    """Not deferrable: Airflow's own timeout interrupts the watch and calls on_kill(), which
+    stops the managers and their tasks."""
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import DAG
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    with DAG("layer_worker_timeout", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        operator_for(
+            tmp_path, f"echo $$ > {pids}/<id>; sleep 600", deferrable=False, execution_timeout=timedelta(seconds=8),
+            swarm_id="worker-timeout", poll_interval=0.5,
+        )
+    started = time.monotonic()
+    result = run_dag(dag)
+    assert result.task_states() == {"swarm": "failed"}
+    assert time.monotonic() - started < 90
+    recorded = [int(p.read_text()) for p in pids.iterdir()]
+    assert len(recorded) == 2  # two processes: the first two tasks had started
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in recorded) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in recorded if alive(p)] == []
+    assert (tmp_path / "swarms" / "worker-timeout" / "exec" / "cancelled_r0m0").exists()
