@@ -22,6 +22,7 @@ from pathlib import Path
 from airflow_provider_locusts.swarm.errors import SwarmPreflightError
 from airflow_provider_locusts.swarm.render import host_script
 from airflow_provider_locusts.swarm.shell import Shell
+from airflow_provider_locusts.swarm.stage import make_dirs
 
 PROBE_PREFIX = ".locusts_probe."
 
@@ -72,9 +73,7 @@ def preflight(
         parent_here = shared_view.parent
         probe_here = parent_here / probe_name
         try:
-            parent_here.mkdir(parents=True, exist_ok=True)
-            probe_here.mkdir()
-            os.chmod(probe_here, folder_mode)  # as the swarm's own folders are made
+            make_dirs(probe_here, folder_mode)  # as the swarm's own folders are made
             (probe_here / "from_airflow").write_text(token)
         except OSError as error:
             raise SwarmPreflightError(

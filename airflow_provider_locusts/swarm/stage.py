@@ -58,6 +58,18 @@ def place_file(source: Path, target: Path, mode: str) -> None:
     shutil.copy2(source, target)
 
 
+def make_dirs(path: Path, mode: int) -> None:
+    """Create `path` and its missing parents, each with `mode` exactly (mkdir's mode is cut by
+    the umask; a shared filesystem needs the group bits)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        os.chmod(p, mode)
+
+
 def _device_of(path: Path) -> int:
     """The filesystem of `path`, or of its nearest existing parent."""
     while not path.exists():
@@ -105,13 +117,7 @@ class EnvironmentBuilder:
         self.dir_mode = 0o2775 if group_writable else 0o755
 
     def _mkdir(self, path: Path) -> None:
-        missing = []
-        while not path.exists():
-            missing.append(path)
-            path = path.parent
-        for p in reversed(missing):
-            p.mkdir(exist_ok=True)
-            os.chmod(p, self.dir_mode)  # explicit: mkdir's mode is cut by the umask
+        make_dirs(path, self.dir_mode)
 
     def create_root(self) -> None:
         for d in (self.local.exec_dir, self.local.work_dir, self.local.shared_dir):
