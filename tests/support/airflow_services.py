@@ -214,6 +214,13 @@ class AirflowProcessSet:
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> dict:
         return self.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": state})
 
+    def clear_task(self, dag_id: str, run_id: str, task_id: str, only_failed: bool = True) -> dict:
+        """Clear a task instance (a new try, as an Airflow retry), its run set running again."""
+        return self.api("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", {
+            "dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": only_failed,
+            "reset_dag_runs": True,
+        })
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
 
