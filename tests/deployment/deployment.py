@@ -287,24 +287,42 @@ class CeleryDeployment(AirflowProcessSet):
         return found
 
     def close(self, timeout: float = 10.0) -> list[str]:
-        """Stop everything this deployment started, by pid; returns what had to be stopped
-        beyond the recorded services (to be reported), after measuring the time it took."""
+        """Stop everything this deployment started, by pid, timing it; returns what had to be
+        stopped beyond the recorded services (to be reported). Every step runs even when an
+        earlier one failed (the first failure is raised at the end), so the servers are
+        never left behind."""
         t0 = time.monotonic()
-        leftovers = []
-        # unshare ignores SIGTERM: a graceful stop must reach each worker itself.
-        for host in self.hosts.values():
-            graceful_signal(host, signal.SIGTERM)
-        servers = (self.postgres.component, self.redis.component)
-        self.stop_components(timeout, [c for c in self.components if not any(c is s for s in servers)])
-        for host in self.hosts.values():
-            left = host.processes()
-            if left:
-                leftovers.append(f"{host.name}: {len(left)} process(es) left in its namespaces")
-                terminate(host.processes, timeout)
-        leftovers += stop_swarm_managers(self.base)
-        self.redis.stop()
-        self.postgres.stop()
+        leftovers: list[str] = []
+        errors: list[BaseException] = []
+
+        def step(action) -> None:
+            try:
+                action()
+            except Exception as error:  # noqa: BLE001 - finish the teardown, raise afterwards
+                errors.append(error)
+
+        def stop_airflow() -> None:
+            # unshare ignores SIGTERM: a graceful stop must reach each worker itself.
+            for host in self.hosts.values():
+                graceful_signal(host, signal.SIGTERM)
+            servers = (self.postgres.component, self.redis.component)
+            self.stop_components(timeout, [c for c in self.components if not any(c is s for s in servers)])
+
+        def stop_hosts() -> None:
+            for host in self.hosts.values():
+                left = host.processes()
+                if left:
+                    leftovers.append(f"{host.name}: {len(left)} process(es) left in its namespaces")
+                    terminate(host.processes, timeout)
+
+        step(stop_airflow)
+        step(stop_hosts)
+        step(lambda: leftovers.extend(stop_swarm_managers(self.base)))
+        step(self.redis.stop)
+        step(self.postgres.stop)
         self.timings["down"] = time.monotonic() - t0
+        if errors:
+            raise errors[0]
         return leftovers
 
     def namespaces_left(self) -> list[str]:

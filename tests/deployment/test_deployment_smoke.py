@@ -273,6 +273,24 @@ def test_pinned_tasks_run_on_two_hosts_that_do_not_share_tmp(deployment: CeleryD
     assert not Path(first["probe"]).exists() and not Path(second["probe"]).exists()
 
 
+def test_a_killed_worker_host_restarts_with_its_disk_but_a_fresh_tmp(deployment: CeleryDeployment):
+    host = deployment.host("worker-b")
+    host.exec(["sh", "-c", "echo kept > /tmp/locusts-host/disk-file && echo lost > /tmp/tmp-file"])
+    old_pid = host.main_pid()
+
+    deployment.kill_host("worker-b")
+    assert host.processes() == [] and not deployment.worker_running("worker-b")
+    deployment.wait_for(lambda: deployment.ping_workers() == {"worker-a"}, 60, "only worker-a to answer a ping",
+                        names=("worker-a",))
+
+    deployment.start_worker("worker-b")
+    assert deployment.ping_workers() == {"worker-a", "worker-b"}
+    assert host.main_pid() != old_pid
+    # A new namespace (the kernel may give it the dead one's id): a fresh /tmp, the same disk.
+    assert host.exec(["cat", "/tmp/locusts-host/disk-file"]).stdout == "kept\n"
+    assert host.exec(["test", "-e", "/tmp/tmp-file"], check=False).returncode == 1
+
+
 def test_deferrable_ssh_slurm_swarm_runs_to_success_through_celery(deployment, cluster, remote_root):
     conf = make_swarm_inputs(deployment, new_token(), remote_root)
     open_gate(cluster, conf)
