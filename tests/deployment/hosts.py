@@ -79,9 +79,9 @@ class WorkerHost:
         if pid is None:
             return None
         ns = (namespace_of(pid, "mnt"), namespace_of(pid, "uts"))
-        root_ns = (namespace_of(1, "mnt"), namespace_of(1, "uts"))
-        if None in ns or ns == root_ns or ns[0] == root_ns[0]:
-            return None  # not yet inside (enter_host.sh still setting up)
+        main_host_mnt = namespace_of(os.getpid(), "mnt")  # the harness runs on the main host
+        if None in ns or ns[0] == main_host_mnt:
+            return None  # not inside yet: unshare has not forked its child
         if ns not in self.namespaces:
             self.namespaces.append(ns)
         return ns

@@ -33,7 +33,7 @@ import pytest
 
 from tests.deployment.conftest import SSH_OUTAGE
 from tests.deployment.deployment import CeleryDeployment
-from tests.deployment.hosts import WORK_ROOT
+from tests.deployment.hosts import HOST_DISK, WORK_ROOT
 from tests.cluster_e2e.helpers import starts_per_task
 from tests.support.airflow_services import TERMINAL_TI_STATES
 
@@ -241,6 +241,10 @@ def test_deployment_is_healthy_with_two_worker_hosts_and_only_loopback_sockets(d
         assert seen[name][:2] == [name, "tmpfs"], seen[name]
         assert (host.disk / "work").is_dir() and WORK_ROOT.startswith("/tmp/")
     assert len({s[2] for s in seen.values()} | {Path("/proc/self/ns/mnt").readlink().name}) == 3
+    # No host sees a worker's disk where that worker sees it, nor the harness's copy of the disks.
+    assert not Path(HOST_DISK).exists(), f"the main host sees {HOST_DISK}"
+    for host in deployment.hosts.values():
+        assert host.exec(["ls", "-A", str(host.disk.parent)]).stdout == "", f"{host.name} sees the hosts' disks"
 
     sockets = deployment.listening_sockets()
     ports = {port for _, port, _ in sockets}
