@@ -11,13 +11,13 @@
   runs on the other worker and finishes the swarm (SSH copy mode) with every output and the
   right XCom lists;
 - the worker that ran a try that failed in part is stopped; the cleared task's next try
-  runs on the other worker and must run only the failed task again (a strict xfail with
-  today's operator in SSH copy mode: see its reason).
+  runs on the other worker and runs only the failed task again;
+- local mode (no SSH connection) on this deployment: deferrable, it is refused before
+  anything is staged (the triggerer could not see the worker's disk); with
+  deferrable=False the worker that started the swarm watches it to the end.
 
 The swarm DAGs' tasks wait for a gate file on the cluster that the test creates when it
-wants them to go on, so the deferral is certain whatever the machine's speed. Checks of
-the operator's behaviour sit in `operator_behaviour()`: a strict xfail names exactly those,
-so a broken deployment fails the test instead of passing for the known gap.
+wants them to go on, so the deferral is certain whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import re
 import shlex
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,6 +43,8 @@ HOSTS_DAG = "deploy_hosts"
 SLURM_DAG = "deploy_swarm_slurm"
 DIRECT_DAG = "deploy_swarm_direct"
 RETRY_DAG = "deploy_swarm_retry"
+LOCAL_DEFERRABLE_DAG = "deploy_local_deferrable"
+LOCAL_BLOCKING_DAG = "deploy_local_blocking"
 
 DAG_FILE = '''"""DAGs of tests/deployment/test_deployment_smoke.py (written by the test)."""
 import os
@@ -138,6 +139,24 @@ with DAG("deploy_swarm_retry", schedule=None, start_date=datetime(2026, 1, 1), c
     )
 
 
+# Local mode: the swarm runs on the worker's own machine, in its private work root.
+for dag_id, deferrable in (("deploy_local_deferrable", True), ("deploy_local_blocking", False)):
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        LocustsSwarmOperator(
+            task_id="swarm",
+            command="echo <arg0> > out_<id>.txt && hostname >> out_<id>.txt",
+            args=[[f"value {i}"] for i in range(@SWARM_TASKS@)],
+            outputs=["out_<id>.txt"],
+            output_dir='{{ dag_run.conf["output_dir"] }}',
+            processes=2,
+            poll_interval=1,
+            heartbeat_interval=2,
+            heartbeat_timeout=60,
+            deferrable=deferrable,
+            retries=0,
+        )
+
+
 swarm_dag("deploy_swarm_slurm", "slurm", {"slurm_options": {"partition": "debug", "time": "00:10:00", "cpus_per_task": 1}})
 swarm_dag("deploy_swarm_direct", "direct", {})
 '''
@@ -145,23 +164,11 @@ swarm_dag("deploy_swarm_direct", "direct", {})
 
 def write_dags(deployment: CeleryDeployment) -> None:
     """Called by the `deployment` fixture before the services start."""
-    (deployment.dags / "locusts_deployment_dags.py").write_text(DAG_FILE.replace("@DATA@", repr(str(deployment.data))))
+    text = DAG_FILE.replace("@DATA@", repr(str(deployment.data))).replace("@SWARM_TASKS@", str(SWARM_TASKS))
+    (deployment.dags / "locusts_deployment_dags.py").write_text(text)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-class OperatorGap(AssertionError):
-    """A check of the operator's behaviour failed (not of the deployment's): what a strict
-    xfail names, so that a broken deployment is never mistaken for a known gap."""
-
-
-@contextmanager
-def operator_behaviour():
-    try:
-        yield
-    except AssertionError as error:
-        raise OperatorGap(str(error)) from error
 
 
 def new_token() -> str:
@@ -295,6 +302,36 @@ def test_a_killed_worker_host_restarts_with_its_disk_but_a_fresh_tmp(deployment:
     assert host.exec(["test", "-e", "/tmp/tmp-file"], check=False).returncode == 1
 
 
+def test_deferrable_local_mode_is_refused_before_anything_is_staged(deployment: CeleryDeployment):
+    token = new_token()
+    output_dir = deployment.data / token / "out"
+    run_id, run = run_to_end(deployment, LOCAL_DEFERRABLE_DAG, {"token": token, "output_dir": str(output_dir)})
+    assert run["state"] == "failed"
+    logs = deployment.task_logs(LOCAL_DEFERRABLE_DAG, run_id, "swarm")
+    assert "local mode (no ssh_conn_id) runs the swarm on this worker's machine" in logs, logs[-3000:]
+    assert "CeleryExecutor" in logs
+    assert not deployment.task_log_files(LOCAL_DEFERRABLE_DAG, run_id, "swarm", trigger_only=True), "it deferred"
+    host = deployment.task_hostname(LOCAL_DEFERRABLE_DAG, run_id, "swarm")
+    assert not list(deployment.host(host).path(WORK_ROOT).glob(f"*{token}*")), "something was staged"
+    assert not output_dir.exists()
+
+
+def test_local_mode_with_deferrable_false_is_watched_by_the_worker_that_started_it(deployment: CeleryDeployment):
+    token = new_token()
+    output_dir = deployment.data / token / "out"
+    run_id, run = run_to_end(deployment, LOCAL_BLOCKING_DAG, {"token": token, "output_dir": str(output_dir)})
+    assert run["state"] == "success", deployment.run_log_tails(LOCAL_BLOCKING_DAG, run_id)
+    host = deployment.task_hostname(LOCAL_BLOCKING_DAG, run_id, "swarm")
+    assert host in deployment.hosts
+    for i in range(SWARM_TASKS):
+        assert (output_dir / f"out_{i}.txt").read_text().split("\n")[:2] == [f"value {i}", host]
+    assert deployment.xcom(LOCAL_BLOCKING_DAG, run_id, "swarm", "succeeded") == expected_ids()
+    # The swarm root is on that worker's private disk only: not on the other's, nor on the main host's.
+    assert list(deployment.host(host).path(WORK_ROOT).glob(f"*{token}*"))
+    assert not list(deployment.host(deployment.other_worker(host)).path(WORK_ROOT).glob(f"*{token}*"))
+    assert not list(deployment.main_work_root.glob(f"*{token}*"))
+
+
 def test_deferrable_ssh_slurm_swarm_runs_to_success_through_celery(deployment, cluster, remote_root):
     conf = make_swarm_inputs(deployment, new_token(), remote_root)
     open_gate(cluster, conf)
@@ -320,35 +357,21 @@ def test_execute_complete_on_another_worker_finishes_an_ssh_copy_mode_swarm(depl
     first = ti["hostname"]
     assert first in deployment.hosts, f"the swarm task ran on {first!r}, not a worker host"
     other = deployment.other_worker(first)
-    # The staging copy of SSH copy mode is on the first worker's private disk only.
-    swarm_roots = list(deployment.host(first).path(WORK_ROOT).glob(f"*{conf['token']}*/exec/ledger.json"))
-    assert len(swarm_roots) == 1, f"no staging copy on {first}'s disk"
-    swarm_id = swarm_roots[0].parent.parent.name
-    assert not (deployment.host(other).path(WORK_ROOT) / swarm_id).exists()
+    # The other worker has never seen this swarm: nothing of it on its private disk.
+    assert not list(deployment.host(other).path(WORK_ROOT).glob(f"*{conf['token']}*"))
 
     try:
         assert deployment.stop_worker(first) == 0, deployment.current(first).tail()
         open_gate(cluster, conf)
         run = deployment.wait_for_run(DIRECT_DAG, run_id, 300)
         assert deployment.task_hostname(DIRECT_DAG, run_id, "swarm") == other, "execute_complete did not run on the other worker"
-        with operator_behaviour():
-            assert run["state"] == "success", deployment.run_log_tails(DIRECT_DAG, run_id, 60)
-            assert_swarm_outputs(deployment, DIRECT_DAG, run_id, conf)
+        assert run["state"] == "success", deployment.run_log_tails(DIRECT_DAG, run_id, 60)
+        assert_swarm_outputs(deployment, DIRECT_DAG, run_id, conf)
     finally:
         if not deployment.worker_running(first):
             deployment.start_worker(first)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OperatorGap,
-    reason=(
-        "SSH copy mode keeps exec/results.jsonl (what earlier gathers decided) only in the local staging copy of the "
-        "worker that ran try 1; try 2 on the other worker does not know the outputs in output_dir are its own and "
-        "fails before staging: 'output_dir already holds …/out_0.txt, which task '0' would write: move it away, "
-        "choose another output_dir, or set overwrite_outputs=True.'"
-    ),
-)
 def test_a_retry_on_another_worker_reruns_only_the_failed_task_of_an_ssh_copy_mode_swarm(deployment, cluster, remote_root):
     conf = make_swarm_inputs(deployment, new_token(), remote_root)
     run_id, run = run_to_end(deployment, RETRY_DAG, conf)
@@ -365,11 +388,10 @@ def test_a_retry_on_another_worker_reruns_only_the_failed_task_of_an_ssh_copy_mo
         deployment.clear_task(RETRY_DAG, run_id, "swarm")
         run = deployment.wait_for_run(RETRY_DAG, run_id, 300)
         assert deployment.try_hostnames(RETRY_DAG, run_id, "swarm") == {1: first, 2: other}
-        with operator_behaviour():
-            assert run["state"] == "success", deployment.run_log_tails(RETRY_DAG, run_id, 60)
-            assert_swarm_outputs(deployment, RETRY_DAG, run_id, conf)
-            # Only the failed task ran again.
-            assert starts_per_task(swarm_root / "exec") == {str(i): 2 if i == 2 else 1 for i in range(SWARM_TASKS)}
+        assert run["state"] == "success", deployment.run_log_tails(RETRY_DAG, run_id, 60)
+        assert_swarm_outputs(deployment, RETRY_DAG, run_id, conf)
+        # Only the failed task ran again.
+        assert starts_per_task(swarm_root / "exec") == {str(i): 2 if i == 2 else 1 for i in range(SWARM_TASKS)}
     finally:
         if not deployment.worker_running(first):
             deployment.start_worker(first)

@@ -96,6 +96,7 @@ class AirflowServices(AirflowProcessSet):
     """Airflow services on SQLite in `base`/home; swarms of the test DAGs go under `base`/swarms."""
 
     service_names = COMPONENTS
+    _healthy = AirflowProcessSet.healthy  # its former name, still called by branches in flight
 
     def __init__(self, base: Path):
         self.base = base
