@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite on a fresh machine:
 #   1. installs the package with its test extras;
-#   2. as root, installs Debian's chromium and chromium-driver (tests/ui/install.sh) and the
+#   2. as root, installs Debian's chromium and chromium-driver (tests/ui/install.sh), the
+#      Debian packages of the multi-host deployment of tests/deployment/ (PostgreSQL, Redis,
+#      util-linux: its servers are started and stopped by the tests themselves) and the
 #      SSH + SLURM test cluster of tests/cluster/, starts the cluster, and stops it again at
 #      the end (only what it started);
 #   3. runs pytest (extra arguments are passed on). pytest's "no tests collected"
@@ -15,10 +17,11 @@ python3 -m pip install -q -e ".[test]"
 if [ "$(id -u)" = 0 ]; then
     bash tests/ui/install.sh            # chromium + chromium-driver for the browser tests
     bash tests/cluster/install.sh
+    bash tests/deployment/install.sh
     bash tests/cluster/start.sh
     trap 'bash tests/cluster/stop.sh' EXIT
 else
-    echo "tests/run.sh: not root, so no SSH/SLURM test cluster: its tests will be skipped." >&2
+    echo "tests/run.sh: not root, so no SSH/SLURM test cluster and no multi-host deployment: their tests will be skipped." >&2
 fi
 
 python3 -m pytest "$@"
