@@ -428,12 +428,24 @@ class LocustsSwarmOperator(BaseOperator):
             )
         try:
             with self.hook.engine(handle) as engine:
-                if engine.live_round() is not None:
+                try:
+                    live = engine.live_round() is not None
+                except SwarmExecutionError as error:  # the host answers, but the swarm cannot be polled
+                    live, poll_problem = None, error
+                if live:
                     raise SwarmLostTrackError(
                         f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
                     )
-                self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathering.", handle.swarm_id, message)
                 result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}")
+                if live is None:
+                    # What was known is kept (the manifest); the swarm's fate is not.
+                    self._push_lists(context, result.summary())
+                    raise SwarmLostTrackError(
+                        f"Lost track of the swarm: {message}. Whether it still runs in {handle.root} is unknown "
+                        f"({poll_problem}). The manifest holds what was known: {result.manifest}. A retry resumes "
+                        "watching it once it can be polled."
+                    )
+                self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathered.", handle.swarm_id, message)
                 return self._finish(context, engine, result)
         except (SwarmExecutionError, *TRANSIENT_ERRORS) as error:
             raise SwarmLostTrackError(

@@ -284,3 +284,24 @@ def test_execution_timeout_in_the_worker_stops_the_swarm(run_dag, tmp_path):
         time.sleep(0.2)
     assert [p for p in recorded if alive(p)] == []
     assert (tmp_path / "swarms" / "worker-timeout" / "exec" / "cancelled_r0m0").exists()
+
+
+def test_a_swarm_that_cannot_be_polled_fails_the_task_with_what_was_known(tmp_path, stand_in_context):
+    engine, handle = started_swarm(tmp_path, "[ <arg0> = 0 ] && echo <arg0> > out_<id>.txt || sleep 30")
+    deadline = time.monotonic() + 20
+    events = Path(engine.layout.manager_file("r0m0", "events"))
+    while " 0 end 0 " not in (events.read_text() if events.exists() else ""):
+        assert time.monotonic() < deadline, "task 0 did not end"
+        time.sleep(0.1)
+    poll_script = Path(engine.layout.poll_script)
+    poll_script.write_text("echo 'poll.sh: Input/output error' >&2; exit 5\n")  # a broken poll, not a lost connection
+    event = run_trigger(trigger_for(handle))
+    assert (event["status"], event["reason"]) == ("error", POLL_FAILED)
+    context = stand_in_context("layer_unpollable")
+    with pytest.raises(SwarmLostTrackError, match=r"Whether it still runs in .* is unknown .*Input/output error.*The manifest holds what was known"):
+        operator_for(tmp_path, "unused").execute_complete(context, event)
+    manifest = {e["id"]: e for e in map(json.loads, (tmp_path / "out" / "locusts_manifest.sw.jsonl").read_text().splitlines())}
+    assert manifest["0"]["state"] == "succeeded" and (tmp_path / "out" / "out_0.txt").read_text() == "0\n"
+    assert manifest["1"]["reason"].startswith("never finished: unknown: lost track of the swarm: the swarm's poll failed")
+    assert context["ti"].xcoms["succeeded"] == ["0"]
+    engine.cancel()
