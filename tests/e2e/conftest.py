@@ -7,6 +7,7 @@ before any test module of this folder imports it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,12 @@ def run_dag(airflow_db):
         return DagRunResult(dag_run)
 
     return _run
+
+
+def raised(output: str) -> list[str]:
+    """The `module.Type: message` lines of the tracebacks in what a dag.test() run printed
+    (capture it with pytest's capfd): what failed the tasks, in order."""
+    return re.findall(r"^[A-Za-z_][\w.]*(?:Error|Exception): .*$", output, re.MULTILINE)
 
 
 class DagRunResult:
