@@ -23,7 +23,6 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
-
 from tests.e2e.conftest import OnDeferral, raised
 
 from .conftest import CONN_ID, unique_name

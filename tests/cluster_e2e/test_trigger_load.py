@@ -14,12 +14,14 @@ import asyncio
 import os
 import subprocess
 import threading
-from pathlib import Path
 
 import asyncssh
 import pytest
 
-from airflow_provider_locusts.hooks.locusts import MAX_CHANNELS_PER_CONNECTION, LocustsHook
+from airflow_provider_locusts.hooks.locusts import (
+    MAX_CHANNELS_PER_CONNECTION,
+    LocustsHook,
+)
 from airflow_provider_locusts.swarm.engine import EngineOptions
 from airflow_provider_locusts.swarm.spec import build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
@@ -72,7 +74,7 @@ class ChannelCount:
 def tcp_connections_to(port: str) -> int:
     """Established TCP connections from this process to the sshd port (`ss -p`)."""
     out = subprocess.run(
-        ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True, text=True, timeout=30
+        ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
 

@@ -126,8 +126,10 @@ def test_bad_input_fails_before_anything_is_staged(run_dag, tmp_path, capfd):
 
     assert result.task_states() == {"swarm": "failed"}
     assert raised(capfd.readouterr().out) == [
-        "airflow_provider_locusts.swarm.command.SwarmSpecError: "
-        "command uses <shared>nosuch but shared_inputs has no 'nosuch' (known: common)."
+        (
+            "airflow_provider_locusts.swarm.command.SwarmSpecError: "
+            "command uses <shared>nosuch but shared_inputs has no 'nosuch' (known: common)."
+        )
     ]
     assert not (tmp_path / "swarms").exists()
     assert not (tmp_path / "out").exists()
