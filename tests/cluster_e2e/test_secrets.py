@@ -3,7 +3,7 @@ connection that carries its private key inline, and every place the key could la
 searched for it:
 
 - with dag.test(): what the run printed (Airflow writes its task and trigger logs to
-  stdout there) and logged, the XComs, the local staging copy and output_dir, the swarm
+  stdout there) and logged, the XComs, work_root (copy mode's scratch folders) and output_dir, the swarm
   root on the SSH host, and the whole private AIRFLOW_HOME (metadata database included);
 - with the real services (scheduler, worker, triggerer, api-server, dag-processor of
   tests/services/conftest.py): Airflow's own log files — the task's and the trigger's logs,
@@ -123,6 +123,7 @@ from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 with DAG(@DAG_ID@, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
     LocustsSwarmOperator(
         task_id="swarm",
+        deferrable=True,
         command="echo <arg0> > out_<id>.txt",
         args=[[i] for i in range(5)],
         outputs=["out_<id>.txt"],

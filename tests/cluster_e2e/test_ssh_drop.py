@@ -153,7 +153,7 @@ def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_s
     # The first try failed because the host could not be polled, and said so.
     (message,) = raised(capfd.readouterr().out)
     assert "Lost track of the swarm: the swarm's host could not be polled 2 times in a row: " in message, message
-    assert message.endswith("It may still be running; a retry resumes watching it."), message
+    assert message.endswith(f"It is still running in {root}; a retry resumes watching it."), message
     # When the retry deferred, the first try's manager was still running with no task ended.
     assert seen_at_retry.get("running") is True and seen_at_retry.get("ended") == 0, (
         f"when the retry deferred, the first try's manager should have been running with no task ended: {seen_at_retry}"

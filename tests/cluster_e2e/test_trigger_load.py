@@ -18,11 +18,10 @@ import threading
 import asyncssh
 import pytest
 
-from airflow_provider_locusts.hooks.locusts import (
-    MAX_CHANNELS_PER_CONNECTION,
-    LocustsHook,
-)
+from airflow_provider_locusts.hooks.locusts import LocustsHook
+from airflow_provider_locusts.hooks.ssh_shell import MAX_CHANNELS_PER_CONNECTION
 from airflow_provider_locusts.swarm.engine import EngineOptions
+from airflow_provider_locusts.swarm.handle import SwarmHandle
 from airflow_provider_locusts.swarm.spec import build_spec
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
 
@@ -121,25 +120,21 @@ def test_fifty_deferred_swarms_share_one_ssh_connection_within_the_channel_cap(c
         f"for _ in $(seq 3000); do [ -e {gate} ] && break; sleep 0.1; done; [ -e {gate} ] || exit 3; "
         "sleep 0.2; echo <arg0> > out_<id>.txt"
     )
-    hook = LocustsHook(ssh_conn_id=CONN_ID)
-    triggers, engines = [], []
+    hook = LocustsHook(ssh_conn_id=CONN_ID, work_root=str(tmp_path / "scratch"))
+    triggers, handles = [], []
     try:
         for k in range(SWARMS):
             spec = build_spec(
                 command=command, args=[[i] for i in range(TASKS)], outputs=["out_<id>.txt"],
                 output_dir=tmp_path / f"out{k}", processes=2,
             )
-            root = f"{remote_root}/load-{k}"
-            engine = hook.engine(spec, f"load-{k}", root, EngineOptions(heartbeat_interval=2), tmp_path / f"staging{k}", copy_files=True)
-            round_ = engine.prepare_round()
-            engine.start(round_)
-            engines.append(engine)
-            triggers.append(
-                LocustsSwarmTrigger(
-                    root=root, managers=round_.managers, total=round_.task_count, ssh_conn_id=CONN_ID,
-                    poll_interval=1, heartbeat_timeout=60,
-                )
-            )
+            handle = SwarmHandle(f"load-{k}", f"{remote_root}/load-{k}", ssh_conn_id=CONN_ID, output_dir=str(spec.output_dir))
+            with hook.engine(handle, spec=spec, options=EngineOptions(heartbeat_interval=2)) as engine:
+                round_ = engine.prepare_round()
+                engine.start(round_)
+            handle = handle.with_round(round_.number, round_.managers, round_.task_count)
+            handles.append(handle)
+            triggers.append(LocustsSwarmTrigger(handle=handle.to_dict(), poll_interval=1, heartbeat_timeout=60))
         hook.close()  # the operator side's own connection: only the triggers' is left while they watch
 
         channels = ChannelCount()
@@ -153,8 +148,10 @@ def test_fifty_deferred_swarms_share_one_ssh_connection_within_the_channel_cap(c
     # Every swarm was watched while it ran, then finished with all its tasks.
     assert figures["polled_before_gate"], f"only {channels.opened} polls before the gate opened"
     assert [(e["status"], e["finished"], e["failed"]) for e in figures["events"]] == [("finished", TASKS, 0)] * SWARMS
-    for engine in engines[:: SWARMS // 5]:  # a sample, gathered for real
-        assert engine.gather().succeeded == [str(i) for i in range(TASKS)]
+    for handle in handles[:: SWARMS // 5]:  # a sample, gathered for real
+        with hook.engine(handle) as engine:
+            assert engine.gather().succeeded == [str(i) for i in range(TASKS)]
+    hook.close()
     # One SSH connection carried every trigger's polls...
     assert len(channels.connections) == 1, f"{len(channels.connections)} SSH connections for {SWARMS} triggers"
     assert figures["tcp_samples"] and max(figures["tcp_samples"]) == 1, figures["tcp_samples"]

@@ -60,9 +60,9 @@ def run_dag(airflow_db):
 
 
 def raised(output: str) -> list[str]:
-    """The `module.Type: message` lines of the tracebacks in what a dag.test() run printed
-    (capture it with pytest's capfd): what failed the tasks, in order."""
-    return re.findall(r"^[A-Za-z_][\w.]*(?:Error|Exception): .*$", output, re.MULTILINE)
+    """The `Type: message` lines (module path left out) ending the tracebacks in what a
+    dag.test() run printed (capture it with pytest's capfd): what failed the tasks, in order."""
+    return re.findall(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception): .*)$", output, re.MULTILINE)
 
 
 class DagRunResult:

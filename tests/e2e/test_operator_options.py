@@ -67,7 +67,7 @@ def test_a_swarm_id_that_is_not_a_plain_name_fails_the_task_before_anything_is_s
     assert result.task_states() == {"swarm": "failed"}
     rendered = ".." if swarm_id == "{{ '..' }}" else swarm_id
     (message,) = raised(capfd.readouterr().out)
-    assert message.startswith(f"airflow_provider_locusts.swarm.command.SwarmSpecError: swarm_id {rendered!r} is not valid: ")
+    assert message.startswith(f"SwarmSpecError: swarm_id {rendered!r} is not valid: ")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -85,7 +85,7 @@ def test_too_many_failures_fail_the_airflow_task_with_a_pointer_to_logs(run_dag,
     # The task's error says how many failed, why, where each failed task's logs are, and
     # where the manifest is.
     (message,) = raised(capfd.readouterr().out)
-    assert "AirflowException: 3 of 101 tasks failed (allowed fraction 0.0). First failures: " in message
+    assert "Error: 3 of 101 tasks failed (allowed fraction 0.0). First failures: " in message
     (manifest,) = (tmp_path / "out").glob("locusts_manifest.*.jsonl")
     assert message.endswith(f". Manifest: {manifest}")
     entries = {m["id"]: m for m in map(json.loads, manifest.read_text().splitlines())}
@@ -127,7 +127,7 @@ def test_bad_input_fails_before_anything_is_staged(run_dag, tmp_path, capfd):
     assert result.task_states() == {"swarm": "failed"}
     assert raised(capfd.readouterr().out) == [
         (
-            "airflow_provider_locusts.swarm.command.SwarmSpecError: "
+            "SwarmSpecError: "
             "command uses <shared>nosuch but shared_inputs has no 'nosuch' (known: common)."
         )
     ]
