@@ -97,8 +97,9 @@ def test_private_key_never_appears_in_logs_xcom_files_or_the_metadata_database(
     assert summary["succeeded"] == ["0", "1", "2", "3", "4"]
     printed = capfd.readouterr()
     # Airflow's logs of the task and of its trigger (which names the swarm root) are here.
-    # Airflow's logs of the task and of its trigger are here: both name the swarm root.
-    assert printed.out.count(remote_root) >= 2
+    # Airflow's logs of the task and of its trigger are here: both name the swarm, and the
+    # trigger logs its progress.
+    assert printed.out.count(summary["swarm_id"]) >= 2 and "5/5 done" in printed.out
     places = {
         "stdout": printed.out.encode(),
         "stderr": printed.err.encode(),
