@@ -150,14 +150,15 @@ def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_s
     opener.check()
 
     assert outage.error is None, outage.error
-    # The first try failed because the host could not be polled, and said so. (With SSH
-    # still down, its message also says that reaching the host from the worker failed, and
-    # the traceback shows that error as its cause.)
+    # The first try failed because the host could not be polled, and said so, naming the
+    # swarm root and that a retry resumes watching it. (How sure it is that the swarm still
+    # runs depends on whether SSH was back when the worker looked; with SSH still down the
+    # traceback also shows the worker's own failed attempt as the cause.)
     errors = raised(capfd.readouterr().out)
     lost = [m for m in errors if "Lost track of the swarm" in m]
     assert len(lost) == 1, errors
     assert "Lost track of the swarm: the swarm's host could not be polled 2 times in a row: " in lost[0], lost[0]
-    assert f"running in {root}; a retry resumes watching it" in lost[0], lost[0]
+    assert root in lost[0] and "retry resumes watching it" in lost[0].lower(), lost[0]
     # When the retry deferred, the first try's manager was still running with no task ended.
     assert seen_at_retry.get("running") is True and seen_at_retry.get("ended") == 0, (
         f"when the retry deferred, the first try's manager should have been running with no task ended: {seen_at_retry}"
