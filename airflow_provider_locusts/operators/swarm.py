@@ -430,6 +430,8 @@ class LocustsSwarmOperator(BaseOperator):
             with self.hook.engine(handle) as engine:
                 try:
                     live = engine.live_round() is not None
+                except TRANSIENT_ERRORS:
+                    raise  # the host cannot be reached: handled below
                 except SwarmExecutionError as error:  # the host answers, but the swarm cannot be polled
                     live, poll_problem = None, error
                 if live:
