@@ -335,6 +335,12 @@ class LocustsSwarmOperator(BaseOperator):
 
     # --- Airflow entry points ----------------------------------------------------------
     def execute(self, context: Context) -> dict:
+        try:
+            return self._execute(context)
+        finally:
+            self.hook.close()  # the task defers or ends: no SSH connection is kept open
+
+    def _execute(self, context: Context) -> dict:
         placement, spec = self._validated()
         output_dir = self.output_dir if self.output_dir_on_host else str(spec.output_dir)
         handle = placement.handle(self._swarm_id(context), output_dir, self.scheduler, socket.gethostname())
@@ -376,7 +382,7 @@ class LocustsSwarmOperator(BaseOperator):
                 method_name="execute_complete",
                 timeout=self._time_left(context),
             )
-        return self.execute_complete(context, self._watch_in_worker(handle))
+        return self._execute_complete(context, self._watch_in_worker(handle))
 
     def _time_left(self, context: Context) -> timedelta | None:
         """What is left of execution_timeout: Airflow gives up on the deferred task after it."""
@@ -407,6 +413,12 @@ class LocustsSwarmOperator(BaseOperator):
         return step.event
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
+        try:
+            return self._execute_complete(context, event)
+        finally:
+            self.hook.close()
+
+    def _execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
         handle = SwarmHandle.from_dict(event["handle"])
         self._running_handle = handle
         if event["status"] == "error":
@@ -470,6 +482,8 @@ class LocustsSwarmOperator(BaseOperator):
             with self.hook.engine(handle) as engine:
                 try:
                     live = engine.live_round() is not None
+                except TRANSIENT_ERRORS:
+                    raise  # the host cannot be reached: handled below
                 except SwarmExecutionError as error:  # the host answers, but the swarm cannot be polled
                     live, poll_problem = None, error
                 if live:
