@@ -308,3 +308,25 @@ def test_the_same_swarm_with_another_tree_is_refused(tmp_path, run_swarm_round):
         retry.prepare_round()
     ledger = json.loads((tmp_path / "root" / "exec" / "ledger.json").read_text())
     assert len(ledger["rounds"]) == 1
+
+
+def test_a_whole_writable_tree_and_a_task_folder_already_in_output_dir(tmp_path, run_swarm_round):
+    out = tmp_path / "out"
+    (out / "task_1").mkdir(parents=True)
+    (out / "task_1" / "mine.txt").write_text("the user's\n")
+    engine = environment_engine(tmp_path, "echo more >> conf/app.ini; rm README; mv inbox/item_<id>.txt .",
+                                n=2, writable=["."], inputs_dir="inbox")
+    with pytest.raises(Exception, match=r"output_dir already holds .*/out/task_1, where task '1'"):
+        engine.prepare_round()
+    assert not (tmp_path / "root").exists()  # refused before anything was staged
+
+    (out / "task_1" / "mine.txt").unlink()
+    (out / "task_1").rmdir()
+    run_swarm_round(engine, engine.prepare_round())
+    result = engine.gather()
+    assert result.failed == []
+    for i in range(2):
+        assert read_manifest(result.manifest)[str(i)]["changes"] == {
+            "created": [f"item_{i}.txt"], "modified": ["conf/app.ini"], "deleted": ["README", f"inbox/item_{i}.txt"],
+        }
+        assert files_below(out / f"task_{i}") == {"conf/app.ini": b"greeting=hello\nmore\n", f"item_{i}.txt": f"item {i}\n".encode()}
