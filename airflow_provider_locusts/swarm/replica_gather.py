@@ -49,6 +49,7 @@ class TaskChanges:
     errors: list[str] = field(default_factory=list)
     exit_code: str | None = None  # the command's own; "" when it did not run; None: the script did not finish
     refused: list[str] = field(default_factory=list)  # entries not readable as safe relative paths
+    seconds: dict[str, float] = field(default_factory=dict)  # replica (ready to run), command, after (changes, reset)
 
     def collectable(self, writable: Sequence[str]) -> list[str]:
         """The created and modified regular files of the writable parts."""
@@ -75,6 +76,8 @@ class TaskChanges:
             entry["read_only_changed_before"] = self.before
         if self.refused:
             entry["refused"] = self.refused
+        if self.seconds:
+            entry["seconds"] = self.seconds
         return entry
 
     def reason(self, default: str) -> str:
@@ -108,6 +111,15 @@ def _listing(changes: dict[str, str]) -> str:
     return ", ".join(items[:SHOWN]) + more
 
 
+def _phases(times: str) -> dict[str, float]:
+    """"BEGAN READY RAN DONE" (epoch seconds on the host) → how long each phase took."""
+    try:
+        began, ready, ran, done = (float(t.replace(",", ".")) for t in times.split())
+    except ValueError:
+        return {}
+    return {"replica": round(ready - began, 4), "command": round(ran - ready, 4), "after": round(done - ran, 4)}
+
+
 def parse_changes(data: bytes) -> TaskChanges:
     """changes.nul: records of four NUL-terminated fields, TAG TYPE PATH EXTRA."""
     fields = data.split(b"\0")
@@ -116,6 +128,9 @@ def parse_changes(data: bytes) -> TaskChanges:
         tag, kind, raw_path, extra = (f.decode("utf-8", "surrogateescape") for f in fields[i : i + 4])
         if tag == "exit":
             changes.exit_code = extra
+            continue
+        if tag == "times":
+            changes.seconds = _phases(extra)
             continue
         if tag == "error":
             changes.errors.append(extra + (f" ({raw_path})" if raw_path not in ("", "-") else ""))

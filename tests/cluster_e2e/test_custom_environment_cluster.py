@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
-from tests.support.trees import HOSTILE_NAMES, files_below, fingerprint, make_tree, read_manifest
+from tests.support.trees import HOSTILE_NAMES, change_lists, files_below, fingerprint, make_tree, read_manifest
 
 from .conftest import CONN_ID
 from .helpers import START
@@ -78,7 +78,7 @@ def check_program_results(summary: dict, out_of, tree_before: dict, tree: Path) 
         created = [f"done/item_{i}.txt", f"results/out_{i}.txt"]
         created += [f"results/sub/{n}" for n in NAMES + ["app.ini"]] if i == 1 else []
         created += ["results/x", "results/y"] if i == 2 else []
-        changes = manifest[str(i)]["changes"]
+        changes = change_lists(manifest[str(i)])
         assert changes["created"] == sorted(created)
         assert changes["modified"] == ["logs/run.log"]
         assert changes["deleted"] == sorted([f"inbox/item_{i}.txt"] + (["results/old.txt"] if i == 1 else []))

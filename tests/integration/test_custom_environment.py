@@ -20,7 +20,7 @@ from airflow_provider_locusts.swarm.environment import build_environment_spec
 from airflow_provider_locusts.swarm.errors import SwarmNoSpaceError
 from airflow_provider_locusts.swarm.shell import LocalShell
 
-from tests.support.trees import HOSTILE_NAMES, files_below, fingerprint, make_tree, read_manifest
+from tests.support.trees import HOSTILE_NAMES, change_lists, files_below, fingerprint, make_tree, read_manifest
 
 TREE_FILES = {
     "conf/app.ini": "greeting=hello\n",
@@ -84,7 +84,7 @@ def test_created_modified_and_deleted_files_are_reported_exactly_and_collected(t
     for i in range(12):
         entry = manifest[str(i)]
         created = [f"done/item_{i}.txt", f"results/out_{i}.txt"] + (["results/deep/er/x.txt"] if i == 2 else [])
-        assert entry["changes"] == {
+        assert change_lists(entry) == {
             "created": sorted(created),
             "modified": ["logs/run.log"],
             "deleted": [f"inbox/item_{i}.txt"] + (["results/old.txt"] if i == 2 else []),
@@ -177,7 +177,7 @@ def test_hostile_file_names_inside_the_tree(tmp_path, run_swarm_round):
     result = engine.gather()
 
     assert result.failed == []
-    changes = read_manifest(result.manifest)["0"]["changes"]
+    changes = change_lists(read_manifest(result.manifest)["0"])
     assert changes["deleted"] == ["results/with space.txt"]  # its input stayed as it was placed: no change
     assert changes["modified"] == sorted(f"results/{n}" for n in names if n != "with space.txt")
     assert changes["created"] == sorted([f"results/-dash dir/{n}.copy" for n in names] + ["results/out_0.txt"])
@@ -208,7 +208,7 @@ def test_links_a_task_makes_are_never_followed_when_collecting(tmp_path, run_swa
     result = engine.gather()
 
     assert result.failed == []
-    changes = read_manifest(result.manifest)["0"]["changes"]
+    changes = change_lists(read_manifest(result.manifest)["0"])
     assert changes["created"] == ["results/etc", "results/hosts.copy", "results/sub/real.txt", "results/x", "results/y"]
     assert changes["not_collected"] == {
         "results/etc": "symbolic link to /etc",
@@ -326,7 +326,7 @@ def test_a_whole_writable_tree_and_a_task_folder_already_in_output_dir(tmp_path,
     result = engine.gather()
     assert result.failed == []
     for i in range(2):
-        assert read_manifest(result.manifest)[str(i)]["changes"] == {
+        assert change_lists(read_manifest(result.manifest)[str(i)]) == {
             "created": [f"item_{i}.txt"], "modified": ["conf/app.ini"], "deleted": ["README", f"inbox/item_{i}.txt"],
         }
         assert files_below(out / f"task_{i}") == {"conf/app.ini": b"greeting=hello\nmore\n", f"item_{i}.txt": f"item {i}\n".encode()}

@@ -73,3 +73,11 @@ def files_below(root: Path) -> dict[str, bytes]:
             else:
                 assert stat.S_ISDIR(st.st_mode), f"a special file was collected: {path}"
     return found
+
+
+def change_lists(entry: dict) -> dict:
+    """A manifest entry's `changes` without the phase timings (checked here: each a duration)."""
+    changes = dict(entry["changes"])
+    seconds = changes.pop("seconds")
+    assert set(seconds) == {"replica", "command", "after"} and all(0 <= v < 600 for v in seconds.values()), seconds
+    return changes

@@ -61,13 +61,13 @@ done < <(cd shared && find -P . -type d -printf '%m %P\0')
 
 mkdir -p pool || exit 1
 first=pool/r.sealed.$$
-cp -dRl --preserve=mode -- shared "$first" \
+cp -dRl --preserve=mode,timestamps -- shared "$first" \
     && cp -dR --preserve=mode,timestamps --reflink=auto -- writable/. "$first/" || exit 1
 snapshot "$first" reference || exit 1
 snapshot shared shared.reference || exit 1
-# The writable parts alone, as each task checks its replica's before putting it back in the pool.
-for part in "${parts[@]}"; do
-    [ "$part" = . ] && part=
-    find -P "writable/$part" \( -type d -printf 'd 0 0 0 %P\0' \) -o -printf '%y %s %T@ %m %P\0' || exit 1
-done | LC_ALL=C sort -z > writable.reference || exit 1
+# The writable parts alone ("./<path>"), as each task snapshots its replica's.
+starts=("${parts[@]/#/./}")
+[ "${parts[0]-}" = . ] && starts=(.)
+(cd -- "$first" && exec find -P "${starts[@]}" \( -type d -printf 'd 0 0 0 %p\0' \) -o -printf '%y %s %T@ %m %p\0') \
+    | LC_ALL=C sort -z > writable.reference || exit 1
 printf '%s\n' "$digest" > sealed

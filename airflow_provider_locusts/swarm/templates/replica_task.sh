@@ -7,9 +7,12 @@
 #     has them);
 #  2. copies the task's inputs into it and removes write permission from its read-only folders;
 #  3. runs the command (environment/command.sh) in the work folder, LOCUSTS_TREE set to the replica;
-#  4. snapshots the replica and compares it with the snapshot of a clean one (`reference`,
-#     taken when the tree was sealed) and the inputs it was given: what was created, modified
-#     or deleted goes to changes.nul; a change to the read-only part fails the task;
+#  4. compares the replica with a clean one (the snapshots taken when the tree was sealed)
+#     and the inputs it was given: what was created, modified or deleted goes to changes.nul;
+#     a change to the read-only part fails the task. The writable parts are snapshotted every
+#     time; the read-only part (most of the tree) only when a quick look finds something of
+#     it changed: a file written since the sealing or changed in any way since the task began
+#     (inode change time: a write, a chmod, a link), a folder whose entries changed;
 #  5. moves the created and modified files of the writable parts into changes/ (collected at
 #     gather), resets the replica and puts it back into the pool. A replica whose read-only part
 #     changed is not reused: it stays in the task's folder, for inspection.
@@ -77,10 +80,8 @@ under_any() {  # PATH NAME
     done
 }
 
-# Runs COMMAND... with the paths read from stdin (NUL-separated) as its last arguments.
-with_paths() { xargs -0 -r "$@"; }
 # Runs COMMAND... with the elements of the array named NAME as its last arguments: at once
-# when they are few (one process), through xargs otherwise.
+# when they are few (one process), through xargs otherwise (no argument list too long).
 on_all() {  # NAME COMMAND...
     local -n items=$1
     shift
@@ -88,7 +89,7 @@ on_all() {  # NAME COMMAND...
     if ((${#items[@]} <= 1000)); then
         "$@" "${items[@]}"
     else
-        printf '%s\0' "${items[@]}" | with_paths "$@"
+        printf '%s\0' "${items[@]}" | xargs -0 -r "$@"
     fi
 }
 
@@ -118,23 +119,41 @@ take_from_pool() {
 
 fresh_replica() {
     remove_tree "$replica"
-    cp -dRl --preserve=mode -- "$env_dir/shared" "$replica" \
+    # Folder times too: a folder of the read-only part newer than the task counts as changed.
+    cp -dRl --preserve=mode,timestamps -- "$env_dir/shared" "$replica" \
         && cp -dR --preserve=mode,timestamps --reflink=auto -- "$env_dir/writable/." "$replica/"
 }
 
-# The writable parts of the replica, snapshotted like the sealed copy's (writable.reference).
+# The writable parts of the replica, snapshotted like the sealed copy's (writable.reference):
+# paths are "./<path in the tree>".
+writable_starts=("${writable[@]/#/./}")
+[ "${writable[0]-}" = . ] && writable_starts=(.)
 writable_snapshot() {
-    local part
-    for part in "${writable[@]}"; do
-        [ "$part" = . ] && part=
-        find -P "$replica/$part" \( -type d -printf 'd 0 0 0 %P\0' \) -o -printf '%y %s %T@ %m %P\0'
-    done | LC_ALL=C sort -z -S 8M
+    (cd -- "$replica" && exec find -P "${writable_starts[@]}" \( -type d -printf 'd 0 0 0 %p\0' \) -o -printf '%y %s %T@ %m %p\0') \
+        | LC_ALL=C sort -z -S 1M
+}
+
+# Is anything of the read-only part changed? Files written since the sealing (mtime newer than
+# `reference`) or changed in any way since the task began (ctime: also a chmod or a new link,
+# which a replica made meanwhile gives every shared file: a false alarm costs the full
+# comparison, nothing else), folders with entries added, removed or renamed since it began.
+# `since` is the start less 10 ms: file times come from a coarse clock (one tick: 4 ms at HZ=250).
+glob_escape() { local s=${1//\\/\\\\}; s=${s//\*/\\*}; s=${s//\?/\\?}; escaped=${s//\[/\\[}; }
+prune=(-false)
+for part in "${writable[@]}"; do
+    glob_escape "$replica/$part"
+    prune+=(-o -path "$escaped")
+done
+readonly_changed() {  # SINCE
+    [ "${writable[0]-}" = . ] && return 1  # no read-only part
+    [ -n "$(find -P "$replica" \( "${prune[@]}" \) -prune -o \( -type d -newermt "@$1" -print -quit \) \
+        -o \( ! -type d \( -newer "$env_dir/reference" -o -newerct "@$1" \) -print -quit \))" ]
 }
 
 # --- 0. what an earlier attempt of this task left ----------------------------------------
 remove_tree "$replica"
 remove_tree "$here/changes"
-[ -e "$result" ] || [ -L "$result" ] && rm -f -- "$result"
+{ [ -L "$result" ] || [ -e "$result" ] && [ ! -f "$result" ]; } && rm -f -- "$result"
 : > "$result"
 
 # --- 1. a clean replica ------------------------------------------------------------------
@@ -180,8 +199,10 @@ protect
 
 # --- 3. the command --------------------------------------------------------------------------
 export LOCUSTS_TREE=$replica
+ready=$EPOCHREALTIME
 (cd -- "$replica/$workdir" && exec bash "$env_dir/command.sh")
 rc=$?
+ran=$EPOCHREALTIME
 
 # --- 4. what changed -------------------------------------------------------------------------
 # The task could write into its own folder too: what its files are now is not ours (a link
@@ -189,15 +210,22 @@ rc=$?
 rm -f -- "$result"
 remove_tree "$here/changes"
 : > "$result"
+microseconds "$started"
+since_us=$((us - 10000))
+printf -v since '%d.%06d' "$((since_us / 1000000))" "$((since_us % 1000000))"
+full=0
+readonly_changed "$since" && full=1
 declare -A kind=() type=() mtime_of=() seen_input=()
 while IFS= read -r -d '' rec; do
     if [[ $rec == $'\t'* ]]; then  # now, not in a clean replica
         rec=${rec#$'\t'}
-        path=${rec#* * * * }
+        raw=${rec#* * * * }
+        path=${raw#./}
+        [ "$path" = . ] && continue
         state=${input_state[$path]-}
         if [ -n "$state" ]; then
             seen_input[$path]=1
-            [ "$state" = "${rec% "$path"}" ] && continue  # an input as it was placed
+            [ "$state" = "${rec% "$raw"}" ] && continue  # an input as it was placed
             kind[$path]=modified
         elif [ "${kind[$path]-}" = deleted ]; then
             kind[$path]=modified
@@ -209,6 +237,8 @@ while IFS= read -r -d '' rec; do
         mtime_of[$path]=${mtime%% *}
     else  # in a clean replica, not now (or not like this)
         path=${rec#* * * * }
+        path=${path#./}
+        [ "$path" = . ] && continue
         if [ "${kind[$path]-}" = created ]; then
             kind[$path]=modified
         elif [ -z "${kind[$path]-}" ]; then
@@ -216,7 +246,13 @@ while IFS= read -r -d '' rec; do
             type[$path]=${rec%% *}
         fi
     fi
-done < <(LC_ALL=C comm -z -3 -- "$env_dir/reference" <(snapshot))
+done < <(
+    if ((full)); then
+        LC_ALL=C comm -z -3 -- "$env_dir/reference" <(snapshot)
+    else
+        LC_ALL=C comm -z -3 -- "$env_dir/writable.reference" <(writable_snapshot)
+    fi
+)
 unprotect
 for path in "${!input_state[@]}"; do
     [ -n "${seen_input[$path]-}" ] || { kind[$path]=deleted; type[$path]=${input_state[$path]%% *}; }
@@ -269,8 +305,8 @@ done
 # Created and modified files go to changes/<path>: linked there in one go (the reset removes
 # them from the replica next, so they are changes/'s alone; both are the task's own files).
 if ((${#collect[@]})); then
-    if ! err=$(cd -- "$replica" && mkdir -- "$here/changes" \
-        && printf '%s\0' "${!collect[@]}" | with_paths cp -dl --parents -t "$here/changes" -- 2>&1); then
+    collected=("${!collect[@]}")
+    if ! err=$(cd -- "$replica" && mkdir -- "$here/changes" && on_all collected cp -dl --parents -t "$here/changes" -- 2>&1); then
         record error - - "cannot keep the changed files out of the replica: $err"
         failed=1
     fi
@@ -278,6 +314,7 @@ fi
 record exit - - "$rc"
 
 if ((broken)); then
+    record times - - "$started $ready $ran $EPOCHREALTIME"
     # The command may have failed on its own, too: its exit code says so.
     ((rc)) && exit "$rc"
     exit 1
@@ -285,22 +322,24 @@ fi
 
 # Back to a clean replica: what the task (or staging) added goes, what it changed or deleted
 # comes back from the sealed copy's writable parts; checked before it goes back to the pool.
-{
-    for path in "${!remove[@]}"; do
-        [[ $path == */* ]] && under_any "${path%/*}" remove && continue
-        printf '%s\0' "$replica/$path"
-    done
-} | with_paths rm -rf -- && {
-    for path in "${!restore[@]}"; do
-        [[ $path == */* ]] && under_any "${path%/*}" restore && continue
-        [ -e "$env_dir/writable/$path" ] || [ -L "$env_dir/writable/$path" ] || continue
-        printf '%s\0' "$path"
-    done
-} | (cd -- "$env_dir/writable" && with_paths cp -dR --preserve=mode,timestamps --reflink=auto --parents -t "$replica" --) \
+removed=() restored=()
+for path in "${!remove[@]}"; do
+    [[ $path == */* ]] && under_any "${path%/*}" remove && continue
+    removed+=("$replica/$path")
+done
+for path in "${!restore[@]}"; do
+    [[ $path == */* ]] && under_any "${path%/*}" restore && continue
+    [ -e "$env_dir/writable/$path" ] || [ -L "$env_dir/writable/$path" ] || continue
+    restored+=("$path")
+done
+on_all removed rm -rf -- \
+    && (cd -- "$env_dir/writable" && on_all restored cp -dR --preserve=mode,timestamps --reflink=auto --parents -t "$replica" --) \
     && cmp -s -- "$env_dir/writable.reference" <(writable_snapshot) \
     && mv -T -- "$replica" "$env_dir/pool/r.$HOSTNAME.$$.${EPOCHREALTIME/[.,]/}" 2> /dev/null \
     || remove_tree "$replica"
 
+# When it began, when its replica was ready, when the command ended, when all was done.
+record times - - "$started $ready $ran $EPOCHREALTIME"
 ((rc)) && exit "$rc"
 ((failed)) && exit 1
 exit 0
