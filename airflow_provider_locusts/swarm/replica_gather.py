@@ -85,8 +85,8 @@ class TaskChanges:
         parts = []
         if self.before:
             parts.append(
-                "not run: the shared read-only part of the tree had changed before it started (another task of the "
-                f"swarm changed it): {_listing(self.before)}"
+                "ran on a changed tree: the shared read-only part had changed before it started (another task of "
+                f"the swarm changed it): {_listing(self.before)}"
             )
         if self.exit_code not in (None, "", "0"):
             parts.append(f"exit code {self.exit_code}")

@@ -117,7 +117,7 @@ def test_a_task_writing_into_the_read_only_part_fails_naming_the_file_and_a_retr
     command = (
         f"echo run >> {counters}/<id>; "
         f"if [ ! -e {counters}/<id>.tried ]; then touch {counters}/<id>.tried; "
-        "  case <id> in 2) echo new > conf/extra.ini;; 3) echo changed >> conf/app.ini;; esac; fi; "
+        "  case <id> in 2) echo new > conf/extra.ini;; 3) echo changed >> conf/app.ini;; 1) chmod g+w db/big.db;; esac; fi; "
         "cat conf/app.ini > results/out_<id>.txt"
     )
     engine = environment_engine(tmp_path, command, n=6, processes=1)
@@ -125,21 +125,30 @@ def test_a_task_writing_into_the_read_only_part_fails_naming_the_file_and_a_retr
     run_swarm_round(engine, engine.prepare_round())
     result = engine.gather()
 
-    assert result.succeeded == ["0", "1"]
+    assert result.succeeded == ["0"]
     reasons = result.reasons
-    assert reasons["2"] == "changed the read-only part of the tree: created conf/extra.ini"
-    assert reasons["3"] == (
-        "changed the read-only part of the tree: modified conf/app.ini (a file every task shares: this task, or one "
+    assert reasons["1"] == (
+        "changed the read-only part of the tree: modified db/big.db (a file every task shares: this task, or one "
         "running at the same time, changed it)"
+    )  # a chmod: the file's mode, not its bytes
+    assert reasons["3"] == (
+        "ran on a changed tree: the shared read-only part had changed before it started (another task of the swarm "
+        "changed it): modified db/big.db; changed the read-only part of the tree: modified conf/app.ini (a file every "
+        "task shares: this task, or one running at the same time, changed it)"
+    )
+    assert reasons["2"] == (
+        "ran on a changed tree: the shared read-only part had changed before it started (another task of the swarm "
+        "changed it): modified db/big.db; changed the read-only part of the tree: created conf/extra.ini"
     )
     for i in ("4", "5"):
         assert reasons[i] == (
-            "not run: the shared read-only part of the tree had changed before it started (another task of the swarm "
-            "changed it): modified conf/app.ini"
+            "ran on a changed tree: the shared read-only part had changed before it started (another task of the swarm "
+            "changed it): modified conf/app.ini, modified db/big.db"
         )
     manifest = read_manifest(result.manifest)
     assert manifest["2"]["changes"]["read_only_changed"] == {"conf/extra.ini": "created"}
     assert manifest["3"]["changes"]["read_only_changed"] == {"conf/app.ini": "modified"}
+    assert manifest["3"]["changes"]["read_only_changed_before"] == {"db/big.db": "modified"}
     assert not (tmp_path / "out" / "task_2").exists()  # a failed task's changes are not collected
     # Task 2's replica stays in its folder, for inspection; the others went back to the pool.
     assert (tmp_path / "root" / "work" / "batch_0" / "task_2" / "replica" / "conf" / "extra.ini").exists()
@@ -147,12 +156,12 @@ def test_a_task_writing_into_the_read_only_part_fails_naming_the_file_and_a_retr
 
     retry = environment_engine(tmp_path, command, n=6, processes=1, tree=tmp_path / "tree", input_dir=tmp_path / "in")
     round_ = retry.prepare_round()
-    assert round_.task_count == 4
+    assert round_.task_count == 5
     run_swarm_round(retry, round_)
     second = retry.gather()
     assert second.failed == []
     runs = {i: (counters / str(i)).read_text().count("run") for i in range(6)}
-    assert runs == {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 2}
+    assert runs == {0: 1, 1: 2, 2: 2, 3: 2, 4: 2, 5: 2}
     for i in range(6):
         assert (tmp_path / "out" / f"task_{i}" / "results" / f"out_{i}.txt").read_text() == "greeting=hello\n"
     assert fingerprint(tmp_path / "tree") == before

@@ -134,10 +134,9 @@ writable_snapshot() {
 }
 
 # Is anything of the read-only part changed? Files written since the sealing (mtime newer than
-# `reference`) or changed in any way since the task began (ctime: also a chmod or a new link,
+# `reference`) or changed in any way since the command began (ctime: also a chmod or a new link,
 # which a replica made meanwhile gives every shared file: a false alarm costs the full
 # comparison, nothing else), folders with entries added, removed or renamed since it began.
-# `since` is the start less 10 ms: file times come from a coarse clock (one tick: 4 ms at HZ=250).
 glob_escape() { local s=${1//\\/\\\\}; s=${s//\*/\\*}; s=${s//\?/\\?}; escaped=${s//\[/\\[}; }
 prune=(-false)
 for part in "${writable[@]}"; do
@@ -157,11 +156,16 @@ remove_tree "$here/changes"
 : > "$result"
 
 # --- 1. a clean replica ------------------------------------------------------------------
-if ! take_from_pool && ! err=$(fresh_replica 2>&1); then
-    record error - - "cannot make the replica: $err"
-    record exit - - ""
-    remove_tree "$replica"
-    exit 1
+if ! take_from_pool; then
+    if ! err=$(fresh_replica 2>&1); then
+        record error - - "cannot make the replica: $err"
+        record exit - - ""
+        remove_tree "$replica"
+        exit 1
+    fi
+    # Linking changed the inode change time of every shared file: let the clock move past it,
+    # so that only what happens from the command on counts as this task's (see `since`).
+    sleep 0.02
 fi
 
 # --- 2. inputs, protection -----------------------------------------------------------------
@@ -200,6 +204,11 @@ protect
 # --- 3. the command --------------------------------------------------------------------------
 export LOCUSTS_TREE=$replica
 ready=$EPOCHREALTIME
+# What changes from now on is the command's: `since` is now less 10 ms, as file times come from
+# a coarse clock (a tick behind at most: 4 ms at HZ=250, 10 ms at HZ=100).
+microseconds "$ready"
+since_us=$((us - 10000))
+printf -v since '%d.%06d' "$((since_us / 1000000))" "$((since_us % 1000000))"
 (cd -- "$replica/$workdir" && exec bash "$env_dir/command.sh")
 rc=$?
 ran=$EPOCHREALTIME
@@ -210,12 +219,9 @@ ran=$EPOCHREALTIME
 rm -f -- "$result"
 remove_tree "$here/changes"
 : > "$result"
-microseconds "$started"
-since_us=$((us - 10000))
-printf -v since '%d.%06d' "$((since_us / 1000000))" "$((since_us % 1000000))"
 full=0
 readonly_changed "$since" && full=1
-declare -A kind=() type=() mtime_of=() seen_input=()
+declare -A kind=() type=() seen_input=()
 while IFS= read -r -d '' rec; do
     if [[ $rec == $'\t'* ]]; then  # now, not in a clean replica
         rec=${rec#$'\t'}
@@ -233,8 +239,6 @@ while IFS= read -r -d '' rec; do
             kind[$path]=created
         fi
         type[$path]=${rec%% *}
-        mtime=${rec#* * }
-        mtime_of[$path]=${mtime%% *}
     else  # in a clean replica, not now (or not like this)
         path=${rec#* * * * }
         path=${path#./}
@@ -263,11 +267,9 @@ broken=0
 for path in "${!kind[@]}"; do
     k=${kind[$path]} t=${type[$path]}
     if ! in_writable "$path"; then
-        # A shared file changed in place before this task started: another task changed it.
-        microseconds "${mtime_of[$path]:-0}"
-        changed_at=$us
-        microseconds "$started"
-        if [ "$k" = modified ] && [ "$t" = f ] && ((changed_at < us)); then
+        # A shared file changed in place before this task started (its inode unchanged since):
+        # another task changed it.
+        if [ "$k" = modified ] && [ "$t" = f ] && [ -z "$(find -P "$replica/$path" -maxdepth 0 -newerct "@$since" -print)" ]; then
             record before "$t" "$path" "$k"
             broken=1
             continue
