@@ -339,9 +339,10 @@ class SwarmEngine:
             return None
         sink = self.sink()
         if not self.options.overwrite_outputs:
-            clash = ChangesCollector(self.local, sink, self.environment["writable"]).existing(todo)
+            collector = ChangesCollector(self.local, sink, self.environment["writable"])
+            clash = collector.existing(todo)
             if clash:
-                owner = {t.folder.rsplit("/", 1)[-1]: t.task_id for t in todo}
+                owner = {collector.output_folder(t): t.task_id for t in todo}
                 raise collect.OutputCollisionError(
                     f"output_dir already holds {sink.describe(clash[0])}, where task {owner[clash[0]]!r}'s changes would go: "
                     "move it away, choose another output_dir, or set overwrite_outputs=True."

@@ -165,7 +165,14 @@ class ChangesCollector:
         self.local = local
         self.sink = sink
         self.writable = tuple(writable)
+        # A sink that shards outputs by batch (output_dir/batch_<k>/) gets the batch folder too.
+        self.sharded = bool(getattr(sink, "sharded", False))
         self._read: dict[int, TaskChanges | None] = {}
+
+    def output_folder(self, task: TaskRow) -> str:
+        """`task_<safe id>`, the task folder's own name (spec.py's rule): safe and unique; under
+        its batch's folder when the sink shards outputs."""
+        return task.folder if self.sharded else task.folder.rsplit("/", 1)[-1]
 
     def changes(self, task: TaskRow) -> TaskChanges | None:
         if task.index not in self._read:
@@ -188,7 +195,7 @@ class ChangesCollector:
 
     def existing(self, tasks: Sequence[TaskRow]) -> list[str]:
         """The tasks' folders in output_dir that exist already."""
-        return self.sink.existing([_output_folder(t) for t in tasks])
+        return self.sink.existing([self.output_folder(t) for t in tasks])
 
     def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> tuple[dict[int, str], dict[int, list[str]]]:
         """Collect the changes of these tasks (they ended well): (failed: index → reason, for a
@@ -203,23 +210,18 @@ class ChangesCollector:
                 wanted[task.index] = changes.collectable(self.writable)
         todo = [t for t in tasks if t.index in wanted and wanted[t.index]]
         if isinstance(self.sink, HostSink):
-            problems = _collect_on_host(self.sink, todo, wanted, overwrite)
+            problems = _collect_on_host(self.sink, todo, wanted, overwrite, self.output_folder)
         else:
-            problems = _collect_here(self.sink, Path(self.local.work_dir), todo, wanted, overwrite)
+            problems = _collect_here(self.sink, Path(self.local.work_dir), todo, wanted, overwrite, self.output_folder)
         for index, reasons in problems.items():
             failed[index] = "; ".join(reasons[:SHOWN]) + (f" and {len(reasons) - SHOWN} more" if len(reasons) > SHOWN else "")
         by_index = {t.index: t for t in tasks}
         collected = {
-            i: [self.sink.describe(f"{_output_folder(by_index[i])}/{p}") for p in paths]
+            i: [self.sink.describe(f"{self.output_folder(by_index[i])}/{p}") for p in paths]
             for i, paths in wanted.items()
             if i not in failed
         }
         return failed, collected
-
-
-def _output_folder(task: TaskRow) -> str:
-    """`task_<safe id>`: the task folder's own name (spec.py's rule), safe and unique."""
-    return task.folder.rsplit("/", 1)[-1]
 
 
 # --- here: component by component, never through a link ------------------------------------
@@ -263,7 +265,7 @@ def _open_dirs(base_fd: int, parts: Sequence[str], create: bool = False) -> int:
         raise
 
 
-def _collect_here(sink: LocalSink, work_dir: Path, tasks: Sequence[TaskRow], wanted: dict[int, list[str]], overwrite: bool):
+def _collect_here(sink: LocalSink, work_dir: Path, tasks: Sequence[TaskRow], wanted: dict[int, list[str]], overwrite: bool, output_folder):
     """Move each task's changes/<path> to output_dir/<task folder name>/<path>, never through a
     link and never over a file already there (unless `overwrite`). Returns, per index, why
     some of its files could not be collected."""
@@ -277,7 +279,7 @@ def _collect_here(sink: LocalSink, work_dir: Path, tasks: Sequence[TaskRow], wan
         for task in tasks:
             for path in wanted[task.index]:
                 *dirs, name = path.split("/")
-                shown = sink.describe(f"{_output_folder(task)}/{path}")
+                shown = sink.describe(f"{output_folder(task)}/{path}")
                 try:
                     src_fd = _open_dirs(work_fd, [*task.folder.split("/"), CHANGES, *dirs])
                 except FileNotFoundError:
@@ -286,7 +288,7 @@ def _collect_here(sink: LocalSink, work_dir: Path, tasks: Sequence[TaskRow], wan
                     problems.setdefault(task.index, []).append(f"{path} not collected: it leads through a symbolic link in the task's folder")
                     continue
                 try:
-                    dst_fd = _open_dirs(out_fd, [_output_folder(task), *dirs], create=True)
+                    dst_fd = _open_dirs(out_fd, [*output_folder(task).split("/"), *dirs], create=True)
                 except _LinkInPath:
                     raise OutputCollisionError(
                         f"{shown}: a symbolic link or a file is in the way in output_dir; nothing was written through it."
@@ -389,9 +391,9 @@ def _nul(text: str) -> bytes:
     return os.fsencode(text) + b"\0"
 
 
-def _collect_on_host(sink: HostSink, tasks: Sequence[TaskRow], wanted: dict[int, list[str]], overwrite: bool):
+def _collect_on_host(sink: HostSink, tasks: Sequence[TaskRow], wanted: dict[int, list[str]], overwrite: bool, output_folder):
     records = b"".join(
-        _nul(str(t.index)) + _nul(t.folder) + _nul(_output_folder(t)) + _nul(str(len(wanted[t.index])))
+        _nul(str(t.index)) + _nul(t.folder) + _nul(output_folder(t)) + _nul(str(len(wanted[t.index])))
         + b"".join(_nul(p) for p in wanted[t.index])
         for t in tasks
         if wanted[t.index]
