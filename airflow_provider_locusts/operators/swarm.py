@@ -26,6 +26,7 @@ from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
 from airflow_provider_locusts.www.links import SwarmLink
+from airflow_provider_locusts.www.report import gather_report
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
@@ -293,7 +294,7 @@ class LocustsSwarmOperator(BaseOperator):
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
-                    return self._finish(context, engine, engine.gather())
+                    return self._finish(context, engine, engine.gather(report=gather_report))
                 engine.start(round_)
                 self.log.info(
                     "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
@@ -354,14 +355,14 @@ class LocustsSwarmOperator(BaseOperator):
             return self._after_lost_track(context, handle, event)
         if event["status"] == "finished":
             with self.hook.engine(handle) as engine:
-                return self._finish(context, engine, engine.gather())
+                return self._finish(context, engine, engine.gather(report=gather_report))
         lost = list(event.get("lost") or [])
         lost_reason = f"its manager was lost ({event['message']})"
         self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
         with self.hook.engine(handle) as engine:
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
-                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost))
+                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost, report=gather_report))
         return self._watch(context, next_round)
 
     def _replace_lost_managers(self, engine: SwarmEngine, handle: SwarmHandle, lost: list[str]) -> SwarmHandle | None:
@@ -398,7 +399,7 @@ class LocustsSwarmOperator(BaseOperator):
                         f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
                     )
                 self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathering.", handle.swarm_id, message)
-                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}")
+                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}", report=gather_report)
                 return self._finish(context, engine, result)
         except (SwarmExecutionError, *TRANSIENT_ERRORS) as error:
             raise SwarmLostTrackError(
@@ -416,6 +417,8 @@ class LocustsSwarmOperator(BaseOperator):
             ti.xcom_push(key="succeeded", value=summary["succeeded"])
             ti.xcom_push(key="failed", value=summary["failed"])
         total = summary["total"]
+        if summary.get("report"):
+            self.log.info("Swarm %s: report %s", result.swarm_id, summary["report"])
         self.log.info(
             "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
             result.swarm_id, summary["succeeded_count"], summary["failed_count"], total, result.output_dir, result.manifest,
