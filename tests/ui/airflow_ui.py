@@ -234,3 +234,17 @@ def timed_get(airflow: UiAirflow, path: str, user: User, timeout: float = 60) ->
     text = raw.decode(errors="replace")
     body = json.loads(text) if "json" in headers.get("Content-Type", "") and text else text
     return status, body, server_ms
+
+
+def wait_for_deferred(airflow: UiAirflow, dag_id: str, run_id: str, timeout: float = 300) -> None:
+    """Wait (bounded) until the run's swarm task is deferred; fail at once if it ended instead."""
+
+    def deferred():
+        state = airflow.task_instance(dag_id, run_id, "swarm")["state"]
+        if state in ("failed", "success", "upstream_failed", "skipped", "up_for_retry"):
+            raise AssertionError(f"the swarm task of {dag_id} ended ({state}) instead of deferring:\n"
+                                 + airflow.task_log_tail(dag_id, run_id, "swarm", lines=60))
+        return state == "deferred"
+
+    airflow.wait_for(deferred, timeout, f"the swarm task of {dag_id} to defer",
+                     extra=lambda: airflow.task_log_tail(dag_id, run_id, "swarm"))

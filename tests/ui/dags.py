@@ -28,7 +28,7 @@ CLUSTER_TASKS = 6
 CLUSTER_COMMAND = (
     "n=0; while [ ! -e @GATE@ ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n+1)); done; "
     "echo working on <arg0> on $(hostname); "
-    "if [ <arg0> = 5 ]; then echo 'cluster task <arg0> failing on purpose' >&2; exit 5; fi; "
+    "if [ <arg0> = 5 ]; then echo \"cluster task <arg0> failing on purpose\" >&2; exit 5; fi; "
     "echo <arg0> > out_<id>.txt"
 )
 

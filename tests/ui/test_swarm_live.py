@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.ui.airflow_ui import login, timed_get, wait_js, wait_for_text
+from tests.ui.airflow_ui import login, timed_get, wait_for_deferred, wait_js, wait_for_text
 from tests.ui.conftest import Users
 from tests.ui.dags import HOSTILE, LIVE_DAG, LIVE_FAILING, LIVE_STDERR, live_gate
 
@@ -35,8 +35,7 @@ def live_run(simple_airflow):
     gate = live_gate(simple_airflow.base)
     simple_airflow.wait_for_dag(LIVE_DAG)
     simple_airflow.trigger_dag(LIVE_DAG, LIVE_RUN)
-    simple_airflow.wait_for(lambda: simple_airflow.task_instance(LIVE_DAG, LIVE_RUN, "swarm")["state"] == "deferred",
-                            240, "the swarm task to defer", extra=lambda: simple_airflow.task_log_tail(LIVE_DAG, LIVE_RUN, "swarm"))
+    wait_for_deferred(simple_airflow, LIVE_DAG, LIVE_RUN)
     try:
         yield SimpleNamespace(gate=gate, release=gate.touch)
     finally:

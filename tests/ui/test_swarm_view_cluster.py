@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.airflow_ui import login, timed_get, wait_js
+from tests.ui.airflow_ui import login, timed_get, wait_for_deferred, wait_js
 from tests.ui.conftest import Users
 from tests.ui.dags import CLUSTER_DAG, CLUSTER_TASKS
 
@@ -30,9 +30,7 @@ def cluster_run(simple_airflow, test_cluster):
         pytest.skip(message)
     simple_airflow.wait_for_dag(CLUSTER_DAG)
     simple_airflow.trigger_dag(CLUSTER_DAG, CLUSTER_RUN)
-    simple_airflow.wait_for(lambda: simple_airflow.task_instance(CLUSTER_DAG, CLUSTER_RUN, "swarm")["state"] == "deferred",
-                            300, "the cluster swarm task to defer",
-                            extra=lambda: simple_airflow.task_log_tail(CLUSTER_DAG, CLUSTER_RUN, "swarm"))
+    wait_for_deferred(simple_airflow, CLUSTER_DAG, CLUSTER_RUN)
     try:
         yield test_cluster
     finally:

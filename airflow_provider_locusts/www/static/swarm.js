@@ -277,6 +277,7 @@
       text("log-stdout", logs.stdout.exists ? (logs.stdout.text || "(empty)") : "(no stdout.txt)");
       text("log-stderr-note", streamNote(logs.stderr));
       text("log-stdout-note", streamNote(logs.stdout));
+      ["log-stderr", "log-stdout"].forEach(function (id) { var pre = el(id); pre.scrollTop = pre.scrollHeight; }); // the end first
       body.setAttribute("data-logs", String(index));
     }).catch(function (error) {
       text("log-stderr", "");
