@@ -64,10 +64,13 @@ def handle_from_xcom(value) -> SwarmHandle:
     arguments, but a value that is not a handle is refused with a message."""
     if not isinstance(value, dict):
         raise HandleError("the recorded swarm handle is not a mapping")
+    missing = [name for name in ("swarm_id", "root") if name not in value]
+    if missing:
+        raise HandleError(f"the recorded swarm handle lacks fields: {', '.join(missing)}")
     try:
         handle = SwarmHandle.from_dict(value)
     except TypeError as error:
-        raise HandleError(f"the recorded swarm handle lacks fields: {error}") from None
+        raise HandleError(f"the recorded swarm handle cannot be read: {error}") from None
     root = handle.root
     if not isinstance(root, str) or not root.startswith("/") or any(c in root for c in "\0\n\r"):
         raise HandleError("the recorded swarm root is not an absolute path")
