@@ -313,7 +313,8 @@ class ManifestTable:
 
 
 def _number(value: float) -> float | None:
-    return None if value != value else value
+    """None for a missing (NaN) or unbounded value: JSON has neither."""
+    return value if math.isfinite(value) else None
 
 
 class _KeyLock:

@@ -73,13 +73,15 @@ def test_tasks_without_a_duration_sort_last_both_ways_and_odd_lines_are_read():
         {"index": 2, "id": "c", "state": "succeeded", "exit_code": 0, "attempts": 1, "duration": 1.0},
         {"index": 3, "id": 7, "state": "succeeded", "exit_code": "0", "attempts": True, "duration": "slow"},  # odd types
     ]
-    data = manifest_bytes(lines) + b"\n   \nnot json\n" + json.dumps({"index": 4, "id": "bad\udc80name", "state": "failed"}).encode() + b"\n"
+    data = (manifest_bytes(lines) + b"\n   \nnot json\n" + json.dumps({"index": 4, "id": "bad\udc80name", "state": "failed"}).encode()
+            + b"\n" + json.dumps({"index": 5, "id": "inf", "state": "succeeded", "duration": float("inf")}).encode() + b"\n")
     table = ManifestTable(data)
-    assert [r["id"] for r in table.page(sort="duration")["rows"]] == ["c", "b", "a", "7", "bad\ufffdname"]
-    assert [r["id"] for r in table.page(sort="-duration")["rows"]] == ["b", "c", "a", "7", "bad\ufffdname"]
+    assert [r["id"] for r in table.page(sort="duration")["rows"]] == ["c", "b", "inf", "a", "7", "bad\ufffdname"]
+    assert [r["id"] for r in table.page(sort="-duration")["rows"]] == ["inf", "b", "c", "a", "7", "bad\ufffdname"]
+    assert table.page(query="inf")["rows"][0]["duration"] is None  # JSON has no Infinity
     odd = table.page()["rows"][3]
     assert (odd["exit_code"], odd["attempts"], odd["duration"]) == (None, 0, None)
-    json.dumps(table.page()).encode("utf-8")  # every value encodes as JSON text
+    json.dumps(table.page(), allow_nan=False).encode("utf-8")  # every value encodes as JSON text
 
 
 def test_plots_are_drawn_once_from_the_columns():
