@@ -9,8 +9,11 @@ from airflow_provider_locusts.swarm.errors import (
     OutputCollisionError,
     SwarmConnectionError,
     SwarmExecutionError,
+    SwarmNoSpaceError,
     SwarmNotFoundError,
+    SwarmPreflightError,
     SwarmSpecError,
+    SwarmStartError,
 )
 
 __all__ = [
@@ -19,8 +22,11 @@ __all__ = [
     "SwarmConnectionError",
     "SwarmExecutionError",
     "SwarmLostTrackError",
+    "SwarmNoSpaceError",
     "SwarmNotFoundError",
+    "SwarmPreflightError",
     "SwarmSpecError",
+    "SwarmStartError",
     "SwarmTasksFailedError",
 ]
 

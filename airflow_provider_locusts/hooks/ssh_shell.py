@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 from airflow.providers.ssh.hooks.ssh import SSHHook, SSHHookAsync
 
-from airflow_provider_locusts.swarm.errors import SwarmConnectionError, SwarmExecutionError
+from airflow_provider_locusts.swarm.errors import SwarmConnectionError, SwarmExecutionError, SwarmNoSpaceError
 from airflow_provider_locusts.swarm.shell import CommandResult, bash_command
 
 try:
@@ -158,6 +158,12 @@ class SSHTarTransfer:
         tar.stdout.close()
         packing_error = tar.stderr.read().decode(errors="replace")
         packed = tar.wait()
+        if result.returncode != 0 and b"No space left on device" in result.stderr:
+            raise SwarmNoSpaceError(
+                f"no space left on the SSH host in {remote_root} while unpacking the swarm "
+                f"({result.stderr.decode(errors='replace').strip()[:300]}): free space there or choose another "
+                "remote_root; nothing was started."
+            )
         result.check(f"unpacking the swarm environment into {remote_root} on the SSH host")
         if packed != 0:
             raise SwarmExecutionError(f"packing the swarm environment in {local_root} failed: {packing_error}")

@@ -13,7 +13,12 @@ from typing import Any
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_locusts.exceptions import LocalModeRefusedError, SwarmLostTrackError, SwarmTasksFailedError
+from airflow_provider_locusts.exceptions import (
+    LocalModeRefusedError,
+    SwarmLostTrackError,
+    SwarmStartError,
+    SwarmTasksFailedError,
+)
 from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
 from airflow_provider_locusts.swarm.collect import SwarmResult
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
@@ -30,6 +35,10 @@ from airflow_provider_locusts.www.report import gather_report
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
+
+# Job states of a manager that never ran a task which a new job may well not meet again:
+# the node failed or was taken, or someone cancelled the job.
+RESCHEDULABLE_JOB_STATES = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "CANCELLED"})
 
 # Executors that run every step of a task on the machine of the worker that started it.
 SINGLE_HOST_EXECUTORS = frozenset({"LocalExecutor", "airflow.executors.local_executor.LocalExecutor"})
@@ -85,6 +94,8 @@ class LocustsSwarmOperator(BaseOperator):
     :param container: command prefix for the manager (e.g. ``apptainer exec image.sif``)
     :param max_failed_fraction: fraction of failed tasks above which the Airflow task fails
     :param task_retries: times a failed task is run again by its manager
+    :param task_timeout: seconds a task attempt may run; then its whole process group gets TERM
+        (KILL 5 s later) and the attempt fails with "timed out after N s" (retried per task_retries)
     :param max_reschedules: times the unfinished tasks of a lost manager (dead process, stale
         heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
@@ -141,6 +152,7 @@ class LocustsSwarmOperator(BaseOperator):
         container: str | None = None,
         max_failed_fraction: float = 0.0,
         task_retries: int = 0,
+        task_timeout: int | None = None,
         max_reschedules: int = 1,
         input_staging: str = "hardlink",
         overwrite_outputs: bool = False,
@@ -176,6 +188,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.container = container
         self.max_failed_fraction = max_failed_fraction
         self.task_retries = task_retries
+        self.task_timeout = task_timeout
         self.max_reschedules = max_reschedules
         self.input_staging = input_staging
         self.overwrite_outputs = overwrite_outputs
@@ -208,6 +221,10 @@ class LocustsSwarmOperator(BaseOperator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise SwarmSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        if self.task_timeout is not None and (
+            isinstance(self.task_timeout, bool) or not isinstance(self.task_timeout, int) or self.task_timeout < 1
+        ):
+            raise SwarmSpecError(f"task_timeout must be a whole number of seconds >= 1 (or None), got {self.task_timeout!r}.")
         if not 0.0 <= float(self.max_failed_fraction) <= 1.0:
             raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
         if self.heartbeat_timeout <= self.heartbeat_interval:
@@ -261,6 +278,7 @@ class LocustsSwarmOperator(BaseOperator):
             min_tasks_per_process=self.min_tasks_per_process,
             heartbeat_interval=self.heartbeat_interval,
             task_retries=self.task_retries,
+            task_timeout=self.task_timeout,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
             group_writable=bool(self.shared_root),
@@ -291,6 +309,7 @@ class LocustsSwarmOperator(BaseOperator):
                 engine.start(round_)
                 self.log.info("Swarm %s: round %d is still running, watching it again.", handle.swarm_id, round_.number)
             else:
+                engine.preflight(shared=bool(self.shared_root), root_setting="remote_root" if self.ssh_conn_id else "work_root")
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
@@ -357,9 +376,25 @@ class LocustsSwarmOperator(BaseOperator):
             with self.hook.engine(handle) as engine:
                 return self._finish(context, engine, engine.gather(report=gather_report))
         lost = list(event.get("lost") or [])
-        lost_reason = f"its manager was lost ({event['message']})"
-        self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
         with self.hook.engine(handle) as engine:
+            never_ran = [d for d in engine.diagnose(lost) if not d.ran_tasks]
+            # What became of managers that never ran a task says more than their poll state.
+            if len(never_ran) == len(lost):
+                detail = "; ".join(d.line() for d in never_ran)
+            else:
+                detail = "; ".join([event["message"], *(d.line() for d in never_ran)])
+            lost_reason = f"its manager was lost ({detail})"
+            self.log.warning("Swarm %s: %s", handle.swarm_id, lost_reason)
+            if len(never_ran) == len(handle.managers) and not any(d.job_state in RESCHEDULABLE_JOB_STATES for d in never_ran):
+                # Not a fault a new job would fix (a launch failure, a failing setup line, a
+                # missing image): submitting the same round again would fail the same way.
+                engine.cancel(lost)
+                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost, report=gather_report)
+                self._push_lists(context, result.summary())
+                raise SwarmStartError(
+                    f"None of the {len(handle.managers)} manager(s) of round {handle.round} started a task, so nothing "
+                    f"was submitted again: {detail}. Fix the cause and retry. Manifest: {result.manifest}"
+                )
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
                 return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost, report=gather_report))
@@ -394,12 +429,26 @@ class LocustsSwarmOperator(BaseOperator):
             )
         try:
             with self.hook.engine(handle) as engine:
-                if engine.live_round() is not None:
+                try:
+                    live = engine.live_round() is not None
+                except TRANSIENT_ERRORS:
+                    raise  # the host cannot be reached: handled below
+                except SwarmExecutionError as error:  # the host answers, but the swarm cannot be polled
+                    live, poll_problem = None, error
+                if live:
                     raise SwarmLostTrackError(
                         f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
                     )
-                self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathering.", handle.swarm_id, message)
                 result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}", report=gather_report)
+                if live is None:
+                    # What was known is kept (the manifest); the swarm's fate is not.
+                    self._push_lists(context, result.summary())
+                    raise SwarmLostTrackError(
+                        f"Lost track of the swarm: {message}. Whether it still runs in {handle.root} is unknown "
+                        f"({poll_problem}). The manifest holds what was known: {result.manifest}. A retry resumes "
+                        "watching it once it can be polled."
+                    )
+                self.log.warning("Swarm %s: lost track of it (%s), but it has ended: gathered.", handle.swarm_id, message)
                 return self._finish(context, engine, result)
         except (SwarmExecutionError, *TRANSIENT_ERRORS) as error:
             raise SwarmLostTrackError(
@@ -412,10 +461,7 @@ class LocustsSwarmOperator(BaseOperator):
         if self.cleanup and not result.failed:
             engine.cleanup()
             self.log.info("Swarm %s: removed its root %s", result.swarm_id, engine.layout.root)
-        if self.do_xcom_push:
-            ti = context["ti"]
-            ti.xcom_push(key="succeeded", value=summary["succeeded"])
-            ti.xcom_push(key="failed", value=summary["failed"])
+        self._push_lists(context, summary)
         total = summary["total"]
         if summary.get("report"):
             self.log.info("Swarm %s: report %s", result.swarm_id, summary["report"])
@@ -431,6 +477,14 @@ class LocustsSwarmOperator(BaseOperator):
                 f"First failures: {listing}. Manifest: {result.manifest}"
             )
         return summary
+
+    def _push_lists(self, context: Context, summary: dict) -> None:
+        """The id lists under their own keys, before any failure is raised: a downstream task
+        with trigger_rule="all_done" reads them even when this task failed."""
+        if self.do_xcom_push:
+            ti = context["ti"]
+            ti.xcom_push(key="succeeded", value=summary["succeeded"])
+            ti.xcom_push(key="failed", value=summary["failed"])
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         # "__fail__": Airflow gave up on the deferred task (execution_timeout reached, or the

@@ -159,7 +159,9 @@ def _failure_reason(outcome: TaskOutcome | None, missing_names: list[str], lost:
     if lost and outcome.cut_off_by(lost_managers):
         return f"killed (exit code {outcome.exit_code}) as {lost}"
     parts = []
-    if outcome.exit_code != 0:
+    if outcome.timed_out:
+        parts.append(f"timed out after {outcome.timed_out} s")
+    elif outcome.exit_code != 0:
         parts.append(f"exit code {outcome.exit_code}")
     if outcome.missing_outputs:
         parts.append("missing outputs: " + ", ".join(missing_names))

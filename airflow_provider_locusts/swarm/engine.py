@@ -12,6 +12,7 @@ table, the settings and the ledger are read back from it, on whichever machine r
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import posixpath
@@ -23,28 +24,39 @@ from pathlib import Path
 from typing import Protocol
 
 from airflow_provider_locusts.swarm import collect
-from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmSpecError
+from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNoSpaceError, SwarmSpecError
 from airflow_provider_locusts.swarm.host_commands import (
     CLEANUP_SCRIPT,
     CLEAR_FOLDERS_SCRIPT,
     CancelReport,
     LogTail,
+    ManagerDiagnosis,
     cancel_command,
+    diagnose_command,
     log_tail_command,
     parse_cancel_output,
+    parse_diagnosis,
     parse_log_tail,
     parse_read_files,
     poll_command,
     read_files_command,
 )
 from airflow_provider_locusts.swarm.layout import SwarmLayout
+from airflow_provider_locusts.swarm.preflight import PreflightReport, preflight
 from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
 from airflow_provider_locusts.swarm.render import host_script, render
 from airflow_provider_locusts.swarm.shell import Shell
 from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
 from airflow_provider_locusts.swarm.slurm import check_plain_path, check_setup_lines, sbatch_directives
 from airflow_provider_locusts.swarm.spec import SwarmSpec
-from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, ManagerPlan, split_among_managers, write_file, write_managers
+from airflow_provider_locusts.swarm.stage import (
+    EnvironmentBuilder,
+    ManagerPlan,
+    free_space,
+    split_among_managers,
+    write_file,
+    write_managers,
+)
 from airflow_provider_locusts.swarm.table import TaskRow, as_rows, parse_task_table
 
 SCHEDULERS = ("direct", "slurm")
@@ -74,6 +86,7 @@ class EngineOptions:
     min_tasks_per_process: int = 1
     heartbeat_interval: int = 5
     task_retries: int = 0  # re-runs of a failed task inside its manager
+    task_timeout: int | None = None  # seconds an attempt may run before it is stopped and fails
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
     group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
@@ -260,6 +273,17 @@ class SwarmEngine:
         return count
 
     # --- preparing a round ------------------------------------------------------------------
+    def preflight(self, shared: bool = False, root_setting: str = "remote_root") -> PreflightReport:
+        """One round trip to the host before anything is staged: see preflight.py."""
+        return preflight(
+            self.shell,
+            self.layout.root,
+            self.options.scheduler,
+            shared_view=self.local_root if shared else None,
+            folder_mode=0o2775 if self.options.group_writable else 0o755,
+            root_setting=root_setting,
+        )
+
     def sink(self) -> OutputSink:
         self._load_from_root()
         if self.output_dir_on_host:
@@ -283,12 +307,20 @@ class SwarmEngine:
         builder = EnvironmentBuilder(
             self.spec, self.local_root, self.layout.root, self.options.input_staging, self.options.group_writable
         )
-        builder.create_root()
-        builder.write_task_table()
-        builder.stage_shared()
-        builder.stage_tasks(todo)
-        self._write_settings()
-        self._write_round_scripts(plans)
+        needed, free = builder.space_needed(todo), free_space(self.local_root)
+        if needed[0] > free[0] or needed[1] > free[1]:
+            raise self._no_space(len(todo), needed, free)
+        try:
+            builder.create_root()
+            builder.write_task_table()
+            builder.stage_shared()
+            builder.stage_tasks(todo)
+            self._write_settings()
+            self._write_round_scripts(plans)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise self._no_space(len(todo), needed, free_space(self.local_root)) from error
         round_ = self._append_round(ledger, number, "start", [p.name for p in plans], len(todo))
         if self.transfer is not None:
             # The host's copies of these folders hold an earlier attempt's files: clear them,
@@ -296,6 +328,15 @@ class SwarmEngine:
             self._clear_folders([t.folder for t in todo])
         self._push(["."])
         return round_
+
+    def _no_space(self, tasks: int, needed: tuple[int, int], free: tuple[int, int]) -> SwarmNoSpaceError:
+        mb = 1 << 20
+        return SwarmNoSpaceError(
+            f"not enough space to stage {tasks} task(s) in {self.local_root}: about {needed[0] / mb:.1f} MB and "
+            f"{needed[1]} inodes needed, {free[0] / mb:.1f} MB and {free[1]} inodes free on its filesystem. Free some "
+            "space there, or choose a work_root with room (inputs are linked, not copied, when they are on the same "
+            "filesystem); nothing was started."
+        )
 
     def reschedule(self, lost_managers: list[str]) -> Round | None:
         """A round for the tasks the loss of `lost_managers` cut off (see TaskOutcome.cut_off_by):
@@ -324,6 +365,7 @@ class SwarmEngine:
             self.options.heartbeat_interval,
             self.options.scheduler,
             self.options.task_retries,
+            self.options.task_timeout,
         )
         if self.options.scheduler == "slurm":
             directives = sbatch_directives(self.options.slurm_options, self.processes)
@@ -381,6 +423,13 @@ class SwarmEngine:
         script, args = cancel_command(self.layout, managers)
         result = self.shell.run_script(script, args)
         return parse_cancel_output(result.returncode, result.stdout, result.stderr, self.layout.root)
+
+    def diagnose(self, managers: list[str]) -> list[ManagerDiagnosis]:
+        """What became of these (lost) managers: started or not, tasks run, job state and reason, output."""
+        script, args = diagnose_command(self.layout, managers)
+        result = self.shell.run_script(script, args)
+        result.check("reading what became of the lost managers")
+        return parse_diagnosis(result.stdout)
 
     def log_tail(self, task: TaskRow, name: str, max_bytes: int = 65536) -> LogTail:
         script, args = log_tail_command(self.layout, task.folder, name, max_bytes)

@@ -21,3 +21,15 @@ class OutputCollisionError(FileExistsError):
 
 class SwarmConnectionError(SwarmExecutionError):
     """The swarm's host could not be reached (worth retrying with a new connection)."""
+
+
+class SwarmPreflightError(SwarmExecutionError):
+    """The swarm's host is not ready for the swarm (permissions, commands, shared folder)."""
+
+
+class SwarmStartError(SwarmExecutionError):
+    """The managers of a round ended without starting any task; the message says why."""
+
+
+class SwarmNoSpaceError(SwarmExecutionError):
+    """Not enough space to stage the swarm; the message gives the folder and the figures."""

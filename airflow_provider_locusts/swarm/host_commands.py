@@ -174,6 +174,54 @@ def parse_log_tail(data: bytes) -> LogTail:
     return LogTail(int(data[6:end]), data[end + 1 :])
 
 
+def diagnose_command(layout: SwarmLayout, managers: list[str], lines: int = 15) -> tuple[str, list[str]]:
+    return host_script("diagnose.sh"), [layout.exec_dir, str(lines), *managers]
+
+
+@dataclass(frozen=True)
+class ManagerDiagnosis:
+    """What became of a lost manager."""
+
+    name: str
+    started: bool  # it wrote its pid: the manager script ran
+    ran_tasks: bool  # it recorded at least one task event
+    job_id: str | None
+    job_state: str | None
+    reason: str | None
+    exit_code: str | None
+    output: str  # the last lines of its output file
+
+    def line(self) -> str:
+        if self.job_id:
+            facts = [f"job {self.job_id} {self.job_state or 'state unknown'}"]
+            facts += [f"{k}={v}" for k, v in (("Reason", self.reason), ("ExitCode", self.exit_code)) if v and v != "None"]
+            what = facts[0] + (f" ({', '.join(facts[1:])})" if facts[1:] else "")
+        else:
+            what = "started directly" if self.started else "never started"
+        output = " | ".join(line.strip() for line in self.output.splitlines() if line.strip())
+        return f"{self.name}: {what}" + (f"; its output ends with: {output}" if output else "; no output")
+
+
+def parse_diagnosis(data: bytes) -> list[ManagerDiagnosis]:
+    found = []
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode(errors="replace").split(" ")
+        pos = end + 1
+        if header[0] != "@manager":
+            raise ValueError(f"unexpected line in a diagnosis: {header!r}")
+        name, started, ran, job, state, reason, code = header[1:8]
+        end = data.index(b"\n", pos)
+        size = int(data[pos:end].split(b" ")[1])
+        pos = end + 1
+        output = data[pos : pos + size].decode(errors="replace")
+        pos += size
+        none = lambda v: None if v == "-" else v  # noqa: E731
+        found.append(ManagerDiagnosis(name, started == "1", ran == "1", none(job), none(state), none(reason), none(code), output))
+    return found
+
+
 def task_row_command(layout: SwarmLayout, index: int) -> tuple[str, list[str]]:
     """The command printing the task table's row of task `index` (an integer, never text from
     elsewhere)."""

@@ -110,6 +110,7 @@ class TaskOutcome:
     attempts: int = 0
     exit_code: int | None = None
     missing_outputs: bool = False
+    timed_out: int = 0  # seconds after which the last attempt was stopped (0: it was not)
     host: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -161,10 +162,12 @@ class EventFold:
                 outcome.attempts += 1
                 outcome.exit_code = None
                 outcome.missing_outputs = False
+                outcome.timed_out = 0
                 outcome.started_at, outcome.ended_at, outcome.host = when, None, host
             elif kind == b"end":
                 outcome.exit_code = int(parts[3])
                 outcome.missing_outputs = len(parts) > 5 and parts[5] != b"0"
+                outcome.timed_out = int(parts[6]) if len(parts) > 6 and parts[6].isdigit() else 0
                 outcome.ended_at, outcome.host = when, host
             elif kind == b"cut":
                 # Stopped with its manager: neither succeeded nor failed, still unfinished.

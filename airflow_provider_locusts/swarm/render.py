@@ -73,11 +73,19 @@ class TaskScriptRenderer:
         )
 
 
-def render_manager(layout: SwarmLayout, manager: str, processes: int, heartbeat_interval: int, task_retries: int = 0) -> str:
+# Seconds between a timed-out attempt's TERM and its KILL.
+TIMEOUT_KILL_AFTER = 5
+
+
+def render_manager(
+    layout: SwarmLayout, manager: str, processes: int, heartbeat_interval: int, task_retries: int = 0, task_timeout: int | None = None
+) -> str:
     return render(
         "manager.sh.j2",
         manager=manager,
         task_retries=task_retries,
+        task_timeout=task_timeout,
+        kill_after=TIMEOUT_KILL_AFTER,
         root=layout.root,
         processes=processes,
         heartbeat_interval=heartbeat_interval,

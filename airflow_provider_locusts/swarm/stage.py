@@ -58,6 +58,33 @@ def place_file(source: Path, target: Path, mode: str) -> None:
     shutil.copy2(source, target)
 
 
+def make_dirs(path: Path, mode: int) -> None:
+    """Create `path` and its missing parents, each with `mode` exactly (mkdir's mode is cut by
+    the umask; a shared filesystem needs the group bits)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        os.chmod(p, mode)
+
+
+def _device_of(path: Path) -> int:
+    """The filesystem of `path`, or of its nearest existing parent."""
+    while not path.exists():
+        path = path.parent
+    return path.stat().st_dev
+
+
+def free_space(path: Path) -> tuple[int, int]:
+    """(bytes, inodes) free for this user on the filesystem of `path` (or its nearest existing parent)."""
+    while not path.exists():
+        path = path.parent
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize, stat.f_favail
+
+
 def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write atomically (temp name + rename), never world-writable."""
     tmp = path.with_name(path.name + ".tmp")
@@ -90,13 +117,7 @@ class EnvironmentBuilder:
         self.dir_mode = 0o2775 if group_writable else 0o755
 
     def _mkdir(self, path: Path) -> None:
-        missing = []
-        while not path.exists():
-            missing.append(path)
-            path = path.parent
-        for p in reversed(missing):
-            p.mkdir(exist_ok=True)
-            os.chmod(p, self.dir_mode)  # explicit: mkdir's mode is cut by the umask
+        make_dirs(path, self.dir_mode)
 
     def create_root(self) -> None:
         for d in (self.local.exec_dir, self.local.work_dir, self.local.shared_dir):
@@ -126,6 +147,23 @@ class EnvironmentBuilder:
             f.writelines(rows)
         os.replace(tmp, path)
 
+    def space_needed(self, tasks: Sequence[TaskSpec]) -> tuple[int, int]:
+        """(bytes, inodes) staging `tasks` may take: a folder and a task.sh per task, plus every
+        input that is copied rather than linked (copy mode, or another filesystem than the
+        root's; a symlink takes an inode too)."""
+        block = 4096
+        root_device = _device_of(Path(self.local.root))
+        copied = inodes = 0
+        for task in tasks:
+            inodes += 2
+            for source, _ in task.inputs:
+                if self.input_staging == "copy" or (self.input_staging == "hardlink" and source.stat().st_dev != root_device):
+                    copied += -(-source.stat().st_size // block) * block
+                    inodes += 1
+                elif self.input_staging == "symlink":
+                    inodes += 1
+        return copied + 3 * block * len(tasks), inodes
+
     def stage_tasks(self, tasks: Sequence[TaskSpec]) -> None:
         """A clean folder per task: an earlier attempt's folder is replaced (it lives inside the root)."""
         render_task = TaskScriptRenderer(self.spec)
@@ -153,6 +191,7 @@ def write_managers(
     heartbeat_interval: int,
     scheduler: str,
     task_retries: int = 0,
+    task_timeout: int | None = None,
 ) -> None:
     """Each manager's task list and script, and the swarm's poll.sh, written through `local`
     with the paths the scripts will see when they run (`runtime`)."""
@@ -161,7 +200,7 @@ def write_managers(
             f.writelines(f"{t.index}\t{t.folder}\n" for t in plan.tasks)
         write_file(
             Path(local.manager_file(plan.name, "sh")),
-            render_manager(runtime, plan.name, processes, heartbeat_interval, task_retries),
+            render_manager(runtime, plan.name, processes, heartbeat_interval, task_retries, task_timeout),
             0o755,
         )
     write_file(Path(local.poll_script), render_poll(runtime, scheduler), 0o755)

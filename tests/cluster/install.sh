@@ -10,7 +10,7 @@
 # -o pipefail: a failure inside a pipeline is not hidden by its last command.
 set -euo pipefail
 
-PACKAGES=(openssh-server openssh-client slurm-wlm munge)
+PACKAGES=(openssh-server openssh-client slurm-wlm munge bubblewrap)
 
 if [[ ${EUID} -ne 0 ]]; then
     echo "install.sh: must run as root (apt-get install)" >&2

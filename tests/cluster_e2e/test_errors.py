@@ -15,6 +15,7 @@ import subprocess
 import pytest
 from airflow.sdk import DAG
 
+from airflow_provider_locusts.exceptions import SwarmPreflightError
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
 from .conftest import CONN_ID, unique_name
@@ -108,18 +109,18 @@ def test_remote_root_not_writable(cluster, tmp_path, stand_in_context):
 
 
 def test_missing_sbatch_on_this_machine(cluster, tmp_path, stand_in_context, monkeypatch, swarm_guard):
-    # A PATH with only what starting a SLURM round needs besides sbatch: bash (the scripts) and hostname (the message).
+    # A PATH with what the preflight itself uses, but no SLURM command.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "hostname"):
+    for tool in ("bash", "hostname", "id", "tr", "mkdir", "mktemp", "rmdir"):
         (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip())
     swarm_id = unique_name("nosbatch")
     swarm_guard.watch(swarm_id=swarm_id)
     operator = swarm_operator(tmp_path, swarm_id, scheduler="slurm", processes=1)
     monkeypatch.setenv("PATH", str(bin_dir))
-    with pytest.raises(Exception, match=r"sbatch was not found") as error:
+    with pytest.raises(SwarmPreflightError, match=r"has no sbatch squeue scontrol scancel") as error:
         operator.execute(stand_in_context("cluster_no_sbatch"))
     monkeypatch.undo()
     assert str(bin_dir) in str(error.value)  # it says which PATH was searched
     assert cluster.jobs_named(swarm_id[:40]) == []
-    assert list((tmp_path / "staging" / swarm_id / "exec").glob("jobid_*")) == []
+    assert not (tmp_path / "staging" / swarm_id).exists()  # the preflight comes before any staging

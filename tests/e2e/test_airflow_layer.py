@@ -250,3 +250,58 @@ def test_local_mode_is_refused_on_a_deployment_that_may_run_steps_elsewhere(tmp_
     # Watched by the worker that started it, local mode works on any deployment.
     summary = operator_for(tmp_path, "echo <arg0> > out_<id>.txt", deferrable=False).execute(stand_in_context("layer_refused"))
     assert summary["succeeded"] == ["0", "1", "2"]
+
+
+def test_execution_timeout_in_the_worker_stops_the_swarm(run_dag, tmp_path):
+    """Not deferrable: Airflow's own timeout interrupts the watch and calls on_kill(), which
+    stops the managers and their tasks."""
+    from datetime import datetime, timedelta
+
+    from airflow.sdk import DAG
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    with DAG("layer_worker_timeout", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        operator_for(
+            tmp_path, f"echo $$ > {pids}/<id>; sleep 600", deferrable=False, execution_timeout=timedelta(seconds=8),
+            swarm_id="worker-timeout", poll_interval=0.5,
+        )
+    started = time.monotonic()
+    result = run_dag(dag)
+    assert result.task_states() == {"swarm": "failed"}
+    assert time.monotonic() - started < 90
+    recorded = [int(p.read_text()) for p in pids.iterdir()]
+    assert len(recorded) == 2  # two processes: the first two tasks had started
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in recorded) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in recorded if alive(p)] == []
+    assert (tmp_path / "swarms" / "worker-timeout" / "exec" / "cancelled_r0m0").exists()
+
+
+def test_a_swarm_that_cannot_be_polled_fails_the_task_with_what_was_known(tmp_path, stand_in_context):
+    engine, handle = started_swarm(tmp_path, "[ <arg0> = 0 ] && echo <arg0> > out_<id>.txt || sleep 30")
+    deadline = time.monotonic() + 20
+    events = Path(engine.layout.manager_file("r0m0", "events"))
+    while " 0 end 0 " not in (events.read_text() if events.exists() else ""):
+        assert time.monotonic() < deadline, "task 0 did not end"
+        time.sleep(0.1)
+    poll_script = Path(engine.layout.poll_script)
+    poll_script.write_text("echo 'poll.sh: Input/output error' >&2; exit 5\n")  # a broken poll, not a lost connection
+    event = run_trigger(trigger_for(handle))
+    assert (event["status"], event["reason"]) == ("error", POLL_FAILED)
+    context = stand_in_context("layer_unpollable")
+    with pytest.raises(SwarmLostTrackError, match=r"Whether it still runs in .* is unknown .*Input/output error.*The manifest holds what was known"):
+        operator_for(tmp_path, "unused").execute_complete(context, event)
+    manifest = {e["id"]: e for e in map(json.loads, (tmp_path / "out" / "locusts_manifest.sw.jsonl").read_text().splitlines())}
+    assert manifest["0"]["state"] == "succeeded" and (tmp_path / "out" / "out_0.txt").read_text() == "0\n"
+    assert manifest["1"]["reason"].startswith("never finished: unknown: lost track of the swarm: the swarm's poll failed")
+    assert context["ti"].xcoms["succeeded"] == ["0"]
+    engine.cancel()

@@ -43,7 +43,7 @@ PROCESSES = 2
 
 DAG_FILE = '''"""DAGs of tests/services/test_triggerer.py (written by the test)."""
 import shlex
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -52,7 +52,7 @@ from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 BASE = @BASE@
 
 
-def swarm_dag(dag_id, command, n):
+def swarm_dag(dag_id, command, n, **kwargs):
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
@@ -67,6 +67,7 @@ def swarm_dag(dag_id, command, n):
             heartbeat_interval=2,
             heartbeat_timeout=30,
             retries=0,
+            **kwargs,
         )
     return dag
 
@@ -87,6 +88,14 @@ locusts_on_kill = swarm_dag(
     f"sleep 60 & printf '%s\\\\n' \\"$!\\" > {pids}/sleep_<id>.tmp && mv {pids}/sleep_<id>.tmp {pids}/sleep_<id>; "
     "wait; echo <arg0> > out_<id>.txt",
     @ON_KILL_TASKS@,
+)
+
+# execution_timeout DAG: tasks that would sleep for ten minutes, in a task Airflow gives 20 s.
+locusts_execution_timeout = swarm_dag(
+    "locusts_execution_timeout",
+    f"echo $$ > {pids}/timeout_<id>; sleep 600; echo <arg0> > out_<id>.txt",
+    @ON_KILL_TASKS@,
+    execution_timeout=timedelta(seconds=20),
 )
 '''
 
@@ -371,3 +380,30 @@ def trigger_log_of(services: AirflowServices, dag_id: str, run_id: str, triggere
     folder = services.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={TASK}"
     (path,) = folder.glob(f"attempt=*.log.trigger.{triggerer_job}.log")
     return path
+
+
+def test_execution_timeout_while_deferred_stops_the_swarm_and_fails_the_task(airflow_services: AirflowServices, swarm_of):
+    services = airflow_services
+    dag_id, run_id = "locusts_execution_timeout", "timeout"
+    services.ensure_triggerer()
+    services.wait_for_dag(dag_id)
+    services.trigger_dag(dag_id, run_id)
+    wait_trigger_running(services, dag_id, run_id)
+    root = swarm_of(dag_id)
+    manager = manager_pid(root)
+    pids = services.base / "pids"
+    services.wait_for(lambda: len(list(pids.glob("timeout_*"))) == PROCESSES, 30, f"{PROCESSES} tasks to start", names=())
+    swarm_processes = session_members(manager)
+    started = time.monotonic()
+
+    assert wait_run_state(services, dag_id, run_id, 150) == "failed"
+    # Airflow gave up on the deferred task at its execution_timeout: the swarm is stopped,
+    # not left running unseen, and the task's log says so.
+    services.wait_for(
+        lambda: not any(alive(p) for p in swarm_processes), 30, "the swarm's processes to be gone", names=("scheduler",),
+        extra=lambda: f"still alive: {[p for p in swarm_processes if alive(p)]}",
+    )
+    log = services.task_logs(dag_id, run_id, TASK)
+    assert "gave up on the deferred task" in log and "the swarm was stopped (r0m0: stopped)" in log, log[-3000:]
+    assert time.monotonic() - started < 120
+    assert not list((services.base / "out" / dag_id).glob("out_*.txt"))

@@ -134,7 +134,7 @@ class UiAirflow(AirflowServices):
         self.start("dag-processor")
         self.start("scheduler", "--skip-serve-logs")
         self.start_triggerer()
-        self.wait_for(self._healthy, 240, "every service to report healthy at /api/v2/monitor/health")
+        self.wait_for(self.healthy, 240, "every service to report healthy at /api/v2/monitor/health")
 
     def run_dag(self, dag_id: str, run_id: str, timeout: float = 240) -> dict:
         """Trigger a run and wait (bounded) until it ends; returns the run."""

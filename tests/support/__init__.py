@@ -1,0 +1,1 @@
+"""Test support shared by the suites that start real processes (no Airflow import here)."""
