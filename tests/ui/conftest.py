@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.cluster import REQUIRED_KEYS, Cluster, read_cluster_env
 
 from tests.ui import browser as chrome
 from tests.ui.airflow_ui import (
@@ -53,15 +53,19 @@ class Users:
 
 @dataclass(frozen=True)
 class UiCluster:
-    """The SSH + SLURM test cluster of tests/cluster/, when it runs (cluster.env), and this
-    session's paths on it: a gate file and a folder of swarm roots, unique to the session."""
+    """The SSH + SLURM test cluster of tests/cluster/ when it runs, and this session's paths on
+    it: a gate file, a folder of swarm roots and a swarm id, unique to the session."""
 
-    env: dict[str, str]
+    cluster: Cluster
     token: str
 
     @property
+    def env(self) -> dict[str, str]:
+        return self.cluster.env
+
+    @property
     def gate(self) -> str:
-        return f"{self.env['LOCUSTS_SHARED_DIR']}/ui-gate-{self.token}"
+        return f"{self.cluster.shared_dir}/ui-gate-{self.token}"
 
     @property
     def remote_root(self) -> str:
@@ -69,42 +73,22 @@ class UiCluster:
 
     @property
     def swarm_id(self) -> str:
-        return f"ui-cluster-{self.token}"
-
-    def ssh(self, command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-        """A command on the SSH host as `locusts`, with OpenSSH's client (not the code under test)."""
-        env = self.env
-        argv = ["ssh", "-p", env["LOCUSTS_SSH_PORT"], "-i", env["LOCUSTS_SSH_KEY"], "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={env['LOCUSTS_SSH_KNOWN_HOSTS']}", "-o", "ConnectTimeout=10",
-                f"{env['LOCUSTS_SSH_USER']}@{env['LOCUSTS_SSH_HOST']}", command]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"ssh {command!r} failed ({result.returncode}): {result.stderr.strip()}")
-        return result
+        return f"ui-cluster-{self.token}"  # SLURM job names hold it
 
     def clean(self) -> None:
         """Cancel this session's SLURM jobs still queued or running; remove its gate and roots."""
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, timeout=30).stdout
-        ours = [line.split()[0] for line in jobs.splitlines() if self.token in line]
-        if ours:
-            subprocess.run(["scancel", *ours], check=False, timeout=30)
+        self.cluster.cancel_jobs_named(self.token)
         Path(self.gate).unlink(missing_ok=True)
-        self.ssh(f"rm -rf -- {shlex.quote(self.remote_root)}", check=False)
+        self.cluster.ssh(f"rm -rf -- {shlex.quote(self.remote_root)}", check=False)
 
 
-def running_cluster() -> UiCluster | None:
-    env_file = Path(os.environ.get("LOCUSTS_CLUSTER_DIR") or "/tmp/locusts-cluster") / "cluster.env"
-    if os.geteuid() != 0 or not env_file.is_file():
+def running_ui_cluster() -> UiCluster | None:
+    """The test cluster when cluster.env is there and this runs as root (None otherwise: its
+    tests skip, or fail in CI)."""
+    _, values = read_cluster_env()
+    if values is None or os.geteuid() != 0 or REQUIRED_KEYS - set(values):
         return None
-    values = {}
-    for line in env_file.read_text().splitlines():
-        match = re.match(r"^([A-Z_][A-Z0-9_]*)='([^']*)'$", line.strip())
-        if match:
-            values[match.group(1)] = match.group(2)
-    if "AIRFLOW_CONN_LOCUSTS_TEST_SSH" not in values:
-        return None
-    return UiCluster(values, secrets.token_hex(4))
+    return UiCluster(Cluster(values), secrets.token_hex(4))
 
 
 def _start(tmp_path_factory, name: str, auth_manager: str, users: list[User], cluster: UiCluster | None = None) -> UiAirflow:
@@ -129,7 +113,7 @@ def _start(tmp_path_factory, name: str, auth_manager: str, users: list[User], cl
 def test_cluster():
     """The SSH + SLURM test cluster when it runs (else None); this session's jobs and files on
     it are removed at the end."""
-    cluster = running_cluster()
+    cluster = running_ui_cluster()
     yield cluster
     if cluster is not None:
         cluster.clean()

@@ -5,12 +5,11 @@ Copy mode: the swarm root exists only on the SSH host."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import skip_or_fail
 from tests.ui.airflow_ui import login, timed_get, wait_for_deferred, wait_js
 from tests.ui.conftest import Users
 from tests.ui.dags import CLUSTER_DAG, CLUSTER_TASKS
@@ -24,10 +23,7 @@ QUERY = f"dag_id={CLUSTER_DAG}&run_id={CLUSTER_RUN}&task_id=swarm&map_index=-1"
 @pytest.fixture(scope="module")
 def cluster_run(simple_airflow, test_cluster):
     if test_cluster is None:
-        message = "the SSH + SLURM test cluster is not running (tests/cluster/start.sh), or not as root"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"CI must not skip the cluster tests: {message}", pytrace=False)
-        pytest.skip(message)
+        skip_or_fail("the SSH + SLURM test cluster is not running (tests/cluster/start.sh), or not as root")
     simple_airflow.wait_for_dag(CLUSTER_DAG)
     simple_airflow.trigger_dag(CLUSTER_DAG, CLUSTER_RUN)
     wait_for_deferred(simple_airflow, CLUSTER_DAG, CLUSTER_RUN)
@@ -37,9 +33,9 @@ def cluster_run(simple_airflow, test_cluster):
         Path(test_cluster.gate).touch()
 
 
-def squeue_jobs(token: str) -> dict[str, str]:
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %j %T"], capture_output=True, text=True, timeout=30).stdout
-    return {line.split()[0]: line.split()[2] for line in out.splitlines() if token in line}
+def squeue_jobs(cluster_run) -> dict[str, str]:
+    """Job id → state of this session's jobs, as SLURM itself lists them."""
+    return dict(cluster_run.cluster.jobs_named(cluster_run.token))
 
 
 def status(simple_airflow) -> dict:
@@ -58,7 +54,7 @@ def test_the_view_shows_slurm_job_ids_and_states_read_over_ssh(simple_airflow, c
     assert body["phase"] == "live" and body["swarm"]["connection"] == "locusts_test_ssh"
     assert body["swarm"]["scheduler"] == "slurm" and body["swarm"]["root"].startswith(cluster_run.remote_root)
     jobs = {m["job_id"]: m for m in body["live"]["managers"]}
-    assert squeue_jobs(cluster_run.token) == {job: "RUNNING" for job in jobs}  # the ids SLURM itself lists
+    assert squeue_jobs(cluster_run) == {job: "RUNNING" for job in jobs}  # the ids SLURM itself lists
     assert {m["host"] for m in jobs.values()} == {cluster_run.env["LOCUSTS_SLURM_NODE"]}
     assert body["live"]["counts"] == {"total": CLUSTER_TASKS, "succeeded": 0, "failed": 0, "running": 4, "pending": 2, "earlier": 0}
     # A running task's logs, read over SSH: the files exist, nothing written yet.
@@ -77,7 +73,7 @@ def test_in_the_browser_the_cluster_swarm_shows_its_jobs_then_a_failed_tasks_std
                      " && Array.from(document.querySelectorAll('#managers tbody tr td:nth-child(4)')).every(td => td.textContent === 'RUNNING')",
             240, "two running SLURM jobs")
     rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in browser.driver.find_elements(By.CSS_SELECTOR, "#managers tbody tr")]
-    assert {row[2] for row in rows} == set(squeue_jobs(cluster_run.token)) and all(row[2].isdigit() for row in rows)
+    assert {row[2] for row in rows} == set(squeue_jobs(cluster_run)) and all(row[2].isdigit() for row in rows)
     assert {row[1] for row in rows} == {"running"} and {row[4] for row in rows} == {cluster_run.env["LOCUSTS_SLURM_NODE"]}
     assert "on SSH connection locusts_test_ssh · SLURM jobs" in browser.driver.find_element(By.ID, "status-text").text
     browser.screenshot("cluster_01_slurm_jobs_running", full_page=True, max_height=2400)
