@@ -207,7 +207,7 @@ class ManifestTable:
         self.failed_positions = array("l", [p for p, s in enumerate(self.state) if s == 1])
         self._lock = threading.Lock()
         self._folded_ids: list[str] | None = None
-        self._by_duration: array | None = None
+        self._by_duration: tuple[array, array] | None = None
         self._plots: dict[str, str] | None = None
 
     def __len__(self) -> int:
@@ -267,9 +267,7 @@ class ManifestTable:
         if sort == "index":
             ordered = range(n) if selected is None else selected
         else:
-            order = self._duration_order()
-            if sort == "-duration":
-                order = self._descending(order)
+            order = self._duration_order(descending=sort == "-duration")
             if selected is None:
                 ordered = order
             else:
@@ -295,20 +293,15 @@ class ManifestTable:
                 self._folded_ids = [i.casefold() for i in self.ids]
             return self._folded_ids
 
-    def _duration_order(self) -> array:
-        """Positions by ascending duration, those without one last (computed once)."""
+    def _duration_order(self, descending: bool = False) -> array:
+        """Positions by duration, those without one last either way (each order made once)."""
         with self._lock:
             if self._by_duration is None:
                 d = self.duration
                 timed = sorted((p for p in range(len(d)) if d[p] == d[p]), key=d.__getitem__)  # NaN != NaN
-                self._by_duration = array("l", timed)
-                self._by_duration.extend(p for p in range(len(d)) if d[p] != d[p])
-            return self._by_duration
-
-    def _descending(self, ascending: array) -> list[int]:
-        d = self.duration
-        timed = [p for p in reversed(ascending) if d[p] == d[p]]
-        return timed + [p for p in ascending if d[p] != d[p]]
+                untimed = [p for p in range(len(d)) if d[p] != d[p]]
+                self._by_duration = (array("l", timed + untimed), array("l", timed[::-1] + untimed))
+            return self._by_duration[1 if descending else 0]
 
     # --- plots ---------------------------------------------------------------------------
     def plots(self) -> dict[str, str]:
