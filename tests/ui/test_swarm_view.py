@@ -28,7 +28,8 @@ def test_the_plugin_is_loaded_from_the_package_with_its_tab_and_app(simple_airfl
     (view,) = locusts["external_views"]
     assert (view["name"], view["destination"], view["url_route"]) == ("Swarm", "task_instance", "locusts-swarm")
     assert view["href"] == "/locusts/swarm?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
-    assert simple_airflow.api("GET", "/api/v2/plugins/importErrors")["total_entries"] == 0
+    errors = simple_airflow.api("GET", "/api/v2/plugins/importErrors")
+    assert errors["total_entries"] == 0, errors
 
 
 def test_requests_without_a_session_are_refused_and_the_page_sends_to_login(simple_airflow):
