@@ -15,6 +15,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 python3 -m pip install -q -e ".[test]"
+# The editable install leaves its build metadata in the repository too: with the repository on
+# sys.path (the tests' Airflow processes get it on PYTHONPATH) the package would be found twice,
+# and Airflow would load its plugin twice. The installed metadata is all that is needed.
+rm -rf -- "$repo/airflow_provider_locusts.egg-info"
 
 if [ "$(id -u)" = 0 ]; then
     bash tests/ui/install.sh            # chromium + chromium-driver for the browser tests

@@ -32,6 +32,7 @@ from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
 from airflow_provider_locusts.www.links import SwarmLink
+from airflow_provider_locusts.www.report import gather_report
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
@@ -358,7 +359,7 @@ class LocustsSwarmOperator(BaseOperator):
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
-                    return self._finish(context, engine, engine.gather())
+                    return self._finish(context, engine, engine.gather(report=gather_report))
                 engine.start(round_)
                 self.log.info(
                     "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
@@ -425,7 +426,7 @@ class LocustsSwarmOperator(BaseOperator):
             return self._after_lost_track(context, handle, event)
         if event["status"] == "finished":
             with self.hook.engine(handle) as engine:
-                return self._finish(context, engine, engine.gather())
+                return self._finish(context, engine, engine.gather(report=gather_report))
         lost = list(event.get("lost") or [])
         with self.hook.engine(handle) as engine:
             never_ran = [d for d in engine.diagnose(lost) if not d.ran_tasks]
@@ -440,7 +441,7 @@ class LocustsSwarmOperator(BaseOperator):
                 # Not a fault a new job would fix (a launch failure, a failing setup line, a
                 # missing image): submitting the same round again would fail the same way.
                 engine.cancel(lost)
-                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost)
+                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost, report=gather_report)
                 self._push_lists(context, result.summary())
                 raise SwarmStartError(
                     f"None of the {len(handle.managers)} manager(s) of round {handle.round} started a task, so nothing "
@@ -448,7 +449,7 @@ class LocustsSwarmOperator(BaseOperator):
                 )
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
-                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost))
+                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost, report=gather_report))
         return self._watch(context, next_round)
 
     def _replace_lost_managers(self, engine: SwarmEngine, handle: SwarmHandle, lost: list[str]) -> SwarmHandle | None:
@@ -490,7 +491,7 @@ class LocustsSwarmOperator(BaseOperator):
                     raise SwarmLostTrackError(
                         f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
                     )
-                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}")
+                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}", report=gather_report)
                 if live is None:
                     # What was known is kept (the manifest); the swarm's fate is not.
                     self._push_lists(context, result.summary())
@@ -514,6 +515,8 @@ class LocustsSwarmOperator(BaseOperator):
             self.log.info("Swarm %s: removed its root %s", result.swarm_id, engine.layout.root)
         self._push_lists(context, summary)
         total = summary["total"]
+        if summary.get("report"):
+            self.log.info("Swarm %s: report %s", result.swarm_id, summary["report"])
         self.log.info(
             "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
             result.swarm_id, summary["succeeded_count"], summary["failed_count"], total, result.output_dir, result.manifest,

@@ -22,6 +22,7 @@ from airflow_provider_locusts.swarm.sinks import OutputSink
 from airflow_provider_locusts.swarm.table import TaskRow
 
 MANIFEST_PREFIX = "locusts_manifest."
+REPORT_PREFIX = "locusts_report."
 MISSING_OUTPUTS_FILE = ".locusts_missing"
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "fold_event_files",
     "gather",
     "manifest_name",
+    "report_name",
     "read_results",
     "succeeded_indexes",
 ]
@@ -92,6 +94,7 @@ class SwarmResult:
             "reasons": self.reasons,
             "output_dir": self.output_dir,
             "manifest": self.manifest,
+            "report": self.extra_files.get("report"),
         }
 
 
@@ -112,6 +115,10 @@ class GatherExtension(Protocol):
 
 def manifest_name(swarm_id: str) -> str:
     return f"{MANIFEST_PREFIX}{swarm_id}.jsonl"
+
+
+def report_name(swarm_id: str) -> str:
+    return f"{REPORT_PREFIX}{swarm_id}.html"
 
 
 def read_results(layout: SwarmLayout) -> dict[int, dict]:
