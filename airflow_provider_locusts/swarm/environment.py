@@ -25,7 +25,13 @@ from pathlib import Path
 
 from airflow_provider_locusts.swarm.command import CommandTemplate
 from airflow_provider_locusts.swarm.errors import SwarmSpecError
-from airflow_provider_locusts.swarm.spec import ID_HANDLE, SwarmSpec, TaskSpec, _check_output_template, build_spec
+from airflow_provider_locusts.swarm.spec import (
+    ID_HANDLE,
+    SwarmSpec,
+    TaskSpec,
+    _check_output_template,
+    build_spec,
+)
 
 # What a task runs, in its folder, instead of the user's command (which replica_task.sh runs in
 # the replica's work folder): the same line whichever way the manager runs a task's command.

@@ -28,8 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_provider_locusts.swarm.environment import EnvironmentSpec, is_in_parts
-from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNoSpaceError, SwarmSpecError
+from airflow_provider_locusts.swarm.environment import EnvironmentSpec
+from airflow_provider_locusts.swarm.errors import (
+    SwarmExecutionError,
+    SwarmNoSpaceError,
+    SwarmSpecError,
+)
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import host_script, render
 from airflow_provider_locusts.swarm.shell import Shell
@@ -311,7 +315,6 @@ __all__ = [
     "EnvironmentStaging",
     "Probe",
     "concurrency",
-    "is_in_parts",
     "parse_probe",
     "remove_replicas",
 ]

@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_locusts.swarm.environment import check_relative_path, is_in_parts
-from airflow_provider_locusts.swarm.errors import OutputCollisionError, SwarmExecutionError, SwarmSpecError
+from airflow_provider_locusts.swarm.errors import (
+    OutputCollisionError,
+    SwarmExecutionError,
+    SwarmSpecError,
+)
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import host_script
 from airflow_provider_locusts.swarm.replica import CHANGES, CHANGES_FILE
@@ -208,7 +212,7 @@ class ChangesCollector:
                 failed[task.index] = f"no complete record of what it changed ({CHANGES_FILE}): its script did not finish"
             else:
                 wanted[task.index] = changes.collectable(self.writable)
-        todo = [t for t in tasks if t.index in wanted and wanted[t.index]]
+        todo = [t for t in tasks if wanted.get(t.index)]
         if isinstance(self.sink, HostSink):
             problems = _collect_on_host(self.sink, todo, wanted, overwrite, self.output_folder)
         else:

@@ -99,9 +99,9 @@ def test_an_airflow_retry_reruns_only_the_failed_tasks_each_in_a_fresh_replica(r
 @pytest.mark.parametrize(
     "name, settings",
     [
-        ("missing_tree", dict(environment_dir="/nonexistent/tree")),
-        ("workdir_outside", dict(environment_workdir="../..")),
-        ("pattern_matching_nothing", dict(environment_writable=["results", "nothing*"])),
+        ("missing_tree", {"environment_dir": "/nonexistent/tree"}),
+        ("workdir_outside", {"environment_workdir": "../.."}),
+        ("pattern_matching_nothing", {"environment_writable": ["results", "nothing*"]}),
     ],
 )
 def test_bad_environment_input_fails_before_anything_is_staged(run_dag, tmp_path, name, settings):

@@ -26,15 +26,15 @@ def tree(tmp_path) -> Path:
 
 
 def spec(tree: Path, tmp_path: Path, **kwargs):
-    arguments = dict(
-        environment_dir=tree,
-        writable=["results", "inbox", "logs"],
-        workdir=".",
-        inputs_dir=None,
-        command="cat conf/app.ini > results/out_<id>.txt",
-        output_dir=tmp_path / "out",
-        args=[["a"], ["b"]],
-    )
+    arguments = {
+        "environment_dir": tree,
+        "writable": ["results", "inbox", "logs"],
+        "workdir": ".",
+        "inputs_dir": None,
+        "command": "cat conf/app.ini > results/out_<id>.txt",
+        "output_dir": tmp_path / "out",
+        "args": [["a"], ["b"]],
+    }
     arguments.update(kwargs)
     return build_environment_spec(**arguments)
 
@@ -62,19 +62,19 @@ def test_a_valid_description(tree, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(environment_dir="/nonexistent/tree"), "environment_dir does not exist"),
-        (dict(environment_dir=""), "environment_dir is empty"),
-        (dict(workdir="../elsewhere"), "is outside the tree"),
-        (dict(workdir="/etc"), "is outside the tree"),
-        (dict(workdir="nosuch"), "is not a folder of the tree.*missing"),
-        (dict(workdir="big.db"), "is not a folder of the tree.*a file"),
-        (dict(writable=["results", "nosuch*"]), "pattern 'nosuch\\*' matches nothing"),
-        (dict(writable=["../x"]), "leaves the tree"),
-        (dict(writable=["/abs"]), "relative to the tree"),
-        (dict(writable=[""]), "is empty"),
-        (dict(outputs=["conf/<id>.txt"]), "compulsory output 'conf/<id>.txt' is in the read-only part"),
-        (dict(outputs=["results/fixed.txt"]), "has no <id>"),
-        (dict(outputs=["../<id>.txt"]), "escapes"),
+        ({"environment_dir": "/nonexistent/tree"}, "environment_dir does not exist"),
+        ({"environment_dir": ""}, "environment_dir is empty"),
+        ({"workdir": "../elsewhere"}, "is outside the tree"),
+        ({"workdir": "/etc"}, "is outside the tree"),
+        ({"workdir": "nosuch"}, "is not a folder of the tree.*missing"),
+        ({"workdir": "big.db"}, "is not a folder of the tree.*a file"),
+        ({"writable": ["results", "nosuch*"]}, "pattern 'nosuch\\*' matches nothing"),
+        ({"writable": ["../x"]}, "leaves the tree"),
+        ({"writable": ["/abs"]}, "relative to the tree"),
+        ({"writable": [""]}, "is empty"),
+        ({"outputs": ["conf/<id>.txt"]}, "compulsory output 'conf/<id>.txt' is in the read-only part"),
+        ({"outputs": ["results/fixed.txt"]}, "has no <id>"),
+        ({"outputs": ["../<id>.txt"]}, "escapes"),
     ],
 )
 def test_bad_input_is_refused_with_what_to_fix(tree, tmp_path, kwargs, match):
@@ -106,7 +106,7 @@ def test_task_inputs_go_to_a_writable_folder_and_never_replace_a_file_of_the_tre
     inputs.mkdir()
     for i in range(2):
         (inputs / f"item_{i}.txt").write_text("x")
-    common = dict(input_dir=inputs, task_inputs=["item_<id>.txt"], args=None)
+    common = {"input_dir": inputs, "task_inputs": ["item_<id>.txt"], "args": None}
     refused(tree, tmp_path, "task inputs are placed in 'conf' of the tree, which is read-only", workdir="conf", **common)
     assert spec(tree, tmp_path, workdir="conf", inputs_dir="inbox", **common).environment.inputs_dir == "inbox"
     (tree / "inbox" / "item_1.txt").write_text("already there")

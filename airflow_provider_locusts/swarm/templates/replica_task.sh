@@ -13,9 +13,9 @@
 #     time; the read-only part (most of the tree) only when a quick look finds something of
 #     it changed: a file written since the sealing or changed in any way since the task began
 #     (inode change time: a write, a chmod, a link), a folder whose entries changed;
-#  5. moves the created and modified files of the writable parts into changes/ (collected at
-#     gather), resets the replica and puts it back into the pool. A replica whose read-only part
-#     changed is not reused: it stays in the task's folder, for inspection.
+#  5. puts the created and modified files of the writable parts into changes/ (collected at
+#     gather), resets the replica, checks it, and puts it back into the pool. A replica whose
+#     read-only part changed is not reused: it stays in the task's folder, for inspection.
 # changes.nul holds records of four NUL-terminated fields, TAG TYPE PATH EXTRA (read by
 # replica_gather.py). Values never enter code: paths are data for find, cp, mv, chmod and rm,
 # always after `--` or below an absolute prefix. Few processes are started per task: a swarm
@@ -216,7 +216,7 @@ ran=$EPOCHREALTIME
 # --- 4. what changed -------------------------------------------------------------------------
 # The task could write into its own folder too: what its files are now is not ours (a link
 # there would be written through), so they are made anew.
-rm -f -- "$result"
+{ [ -L "$result" ] || [ ! -f "$result" ]; } && rm -f -- "$result"
 remove_tree "$here/changes"
 : > "$result"
 full=0
