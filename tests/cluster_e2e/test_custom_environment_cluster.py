@@ -182,3 +182,53 @@ def test_output_dir_on_the_host_collects_the_changes_there(cluster, run_dag, tmp
     finally:
         cluster.ssh(f"rm -rf -- {shlex.quote(host_out)}", check=False)
 
+
+
+def test_a_task_cut_off_with_its_manager_runs_again_in_a_fresh_replica(cluster, tmp_path, remote_root, stand_in_context):
+    """The manager and its tasks are killed with SIGKILL on the host (no trap runs: the replicas
+    of the two running tasks stay half-changed, their read-only folders without write
+    permission, owned by the unprivileged account). The reschedule removes them on the host
+    and the two tasks run again, each in a fresh replica."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from .conftest import wait_until
+    from .test_any_worker import run_trigger
+
+    tree, inputs = make_environment(tmp_path, 4)
+    gate = f"{remote_root}-gate"
+    command = (
+        'echo attempt >> logs/run.log; '
+        f"case <id> in 0|1) touch {remote_root}-started-<id>; while [ ! -e {gate} ]; do sleep 0.2; done;; esac; "
+        "cat logs/run.log > results/out_<id>.txt"
+    )
+
+    def operator():
+        return environment_operator(tmp_path, tree, inputs, command, remote_root=remote_root, processes=2,
+                                    swarm_id="environment-cut", heartbeat_interval=1, heartbeat_timeout=20)
+
+    context = stand_in_context("environment_cut")
+    try:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute(context)
+        root = f"{remote_root}/environment-cut"
+        wait_until(lambda: cluster.ssh(f"ls {remote_root}-started-* 2>/dev/null | wc -l").stdout.strip() == "2", 60,
+                   what="tasks 0 and 1 running")
+        pid = cluster.ssh(f"cut -d' ' -f1 {root}/exec/pid_r0m0").stdout.strip()
+        cluster.ssh(f"kill -KILL -- -{pid}")
+        assert cluster.ssh(f"stat -c %a {root}/work/batch_0/task_0/replica/conf").stdout.strip() == "555"
+        event = run_trigger(deferred.value.trigger)
+        assert (event["status"], event["lost"]) == ("lost", ["r0m0"])
+
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute_complete(context, event)
+        cluster.ssh(f"touch {gate}")
+        event = run_trigger(deferred.value.trigger)
+        assert event["status"] == "finished"
+        summary = operator().execute_complete(context, event)
+    finally:
+        cluster.ssh(f"rm -rf -- {gate} {remote_root}-started-*", check=False)
+
+    assert summary["succeeded"] == ["0", "1", "2", "3"], summary["reasons"]
+    for i in range(4):
+        # The tree's line and one attempt's: the killed attempt's line did not survive.
+        assert (tmp_path / "out" / f"task_{i}" / "results" / f"out_{i}.txt").read_text() == "start\nattempt\n"
