@@ -20,6 +20,7 @@ from airflow_provider_locusts.exceptions import (
     SwarmTasksFailedError,
 )
 from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
+from airflow_provider_locusts.operators.asset_events import annotate_outlet_events
 from airflow_provider_locusts.swarm.collect import SwarmResult
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.environment import build_environment_spec
@@ -528,6 +529,7 @@ class LocustsSwarmOperator(BaseOperator):
                 f"{summary['failed_count']} of {total} tasks failed (allowed fraction {self.max_failed_fraction}). "
                 f"First failures: {listing}. Manifest: {result.manifest}"
             )
+        annotate_outlet_events(context, self.outlets, summary)  # only a task that succeeds emits them
         return summary
 
     def _push_lists(self, context: Context, summary: dict) -> None:
