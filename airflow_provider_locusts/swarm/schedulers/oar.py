@@ -1,7 +1,8 @@
 """OAR (2.5): one `oarsub -S` job per manager; `#OAR` directives from `oar_options`.
 
 oarsub reads the `#OAR` lines of the job script itself (no shell), one option each; the
-resources ask for one node and `processes` cores unless told otherwise.
+resources ask for one node and `processes` cores unless told otherwise. Submitting, job
+states and their meaning, deleting and describing jobs: templates/scheduler_oar.sh.
 """
 
 from __future__ import annotations
@@ -20,12 +21,6 @@ _RESOURCES = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*=([0-9]+|ALL|BEST|MAX))+$")
 # itself; no shell or line characters.
 _PROPERTY = re.compile(r"^[A-Za-z0-9_.,:=<>!'()% +-]+$")
 _WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-# OAR job states (oarstat) as the swarm sees them.
-QUEUED_STATES = ("Waiting", "Hold", "toLaunch", "Launching", "toAckReservation")
-ACTIVE_STATES = ("Running", "Finishing", "Suspended", "Resuming")
-ENDED_STATES = ("Terminated", "Error", "toError")
-
 
 def oar_directives(options: Mapping[str, object] | None, processes: int) -> list[str]:
     """The `#OAR` option lines (without `#OAR `) for one manager job."""
@@ -80,32 +75,6 @@ def oar_directives(options: Mapping[str, object] | None, processes: int) -> list
             raise SwarmSpecError(f"oar_options['extra'] line {line!r} holds shell characters.")
         directives.append(line)
     return directives
-
-
-def state_class(state: str) -> str:
-    """queued, active or ended: how the swarm reads an OAR job state (the same table as
-    scheduler_class in templates/scheduler_oar.sh)."""
-    if state in QUEUED_STATES:
-        return "queued"
-    if state in ACTIVE_STATES or state == "UNKNOWN":
-        return "active"
-    return "ended"
-
-
-def parse_states(text: str) -> dict[str, str]:
-    """`oarstat -s -j ID ...` output → {job id: state}."""
-    states = {}
-    for line in text.splitlines():
-        match = re.match(r"^\s*([0-9]+):\s*([A-Za-z]+)\s*$", line)
-        if match:
-            states[match.group(1)] = match.group(2)
-    return states
-
-
-def parse_job_id(text: str) -> str | None:
-    """The job id in what `oarsub` printed (its `OAR_JOB_ID=NNN` line), None without one."""
-    found = re.findall(r"^OAR_JOB_ID=([0-9]+)\s*$", text, flags=re.MULTILINE)
-    return found[-1] if found else None
 
 
 class OarScheduler(Scheduler):

@@ -45,7 +45,17 @@ scheduler_class() {
     esac
 }
 
-scheduler_cancel() { oardel "$1" > /dev/null; }
+# scheduler_cancel ID: delete the job. One that OAR already ended or is already killing
+# ("This job was already killed") needs nothing more: that is a success.
+scheduler_cancel() {
+    local out state
+    out=$(oardel "$1" 2>&1) && return 0
+    case $out in *"already killed"*) return 0 ;; esac
+    read -r _ state <<< "$(scheduler_states "$1")"
+    case $state in Terminated|Error|toError) return 0 ;; esac
+    printf 'oardel %s: %s\n' "$1" "$out" >&2
+    return 1
+}
 
 # scheduler_info ID: "STATE REASON EXIT_CODE"; the reason is the job's OAR events
 # (e.g. FRAG_JOB_REQUEST,SEND_KILL_JOB,SWITCH_INTO_ERROR_STATE), "-" for what is not known.
@@ -53,7 +63,9 @@ scheduler_info() {
     local info state code reason
     info=$(oarstat -f -j "$1" 2>/dev/null)
     state=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*state = \([A-Za-z]*\).*/\1/p' | head -n 1)
-    code=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*exit_code = \([0-9-]*\).*/\1/p' | head -n 1)
+    # exit_code = 24832 (97,0,0): the wait status, then (exit status, signal, core dumped);
+    # said as SLURM says it, status:signal.
+    code=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*exit_code = [0-9-]* (\([0-9-]*\),\([0-9-]*\),.*/\1:\2/p' | head -n 1)
     reason=$(printf '%s\n' "$info" | sed -n 's/^[0-9-]* [0-9:]*> \([A-Za-z_]*\):.*/\1/p' | paste -sd, -)
     printf '%s %s %s\n' "${state:--}" "${reason:--}" "${code:--}"
 }
