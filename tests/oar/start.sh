@@ -118,7 +118,7 @@ show_log() {
 
 # port_taken PORT: something listens on 127.0.0.1:PORT or on every address.
 port_taken() {
-    ss -H -ltn "sport = :$1" 2>/dev/null | grep -q .
+    [[ -n $(ss -H -ltn "sport = :$1" 2>/dev/null) ]]
 }
 
 # free_port: a TCP port nothing listens on, from the kernel's ephemeral range.
@@ -358,7 +358,8 @@ else
         exit 1
     }
 fi
-if ss -H -ltn "sport = :${SERVER_PORT}" | awk '{print $4}' | grep -qv '^127\.0\.0\.1:'; then
+listeners=$(ss -H -ltn "sport = :${SERVER_PORT}" | awk '{print $4}')
+if grep -qv '^127\.0\.0\.1:' <<<"${listeners}"; then
     die "OAR's server listens on more than 127.0.0.1:${SERVER_PORT}: $(ss -H -ltn "sport = :${SERVER_PORT}")"
 fi
 
@@ -366,8 +367,11 @@ fi
 CPUS=$(nproc)
 # "core" and "cpu" are not built-in resource properties: the /nodes=1/core=N requests
 # need them.
+# (Outputs are read whole before grep: with pipefail, `grep -q` closing a pipe early would
+# turn a found line into a failure.)
+properties=$(oarproperty -l 2>/dev/null || true)
 for prop in cpu core; do
-    if ! oarproperty -l 2>/dev/null | grep -qx "${prop}"; then
+    if ! grep -qx "${prop}" <<<"${properties}"; then
         oarproperty -a "${prop}" >>"${LOGS}/oarnodesetting.log" 2>&1 || {
             show_log "${LOGS}/oarnodesetting.log"
             die "oarproperty -a ${prop} failed"
@@ -385,7 +389,11 @@ if [[ ${have} -eq 0 ]]; then
         }
     done
 fi
-node_alive() { oarnodes -s "${NODE}" 2>/dev/null | grep -q Alive; }
+node_alive() {
+    local states
+    states=$(oarnodes -s "${NODE}" 2>/dev/null) || return 1
+    grep -q Alive <<<"${states}"
+}
 if ! node_alive; then
     oarnodesetting -s Alive -h "${NODE}" >>"${LOGS}/oarnodesetting.log" 2>&1 || true
 fi

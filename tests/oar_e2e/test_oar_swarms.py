@@ -28,7 +28,7 @@ from tests.e2e.test_example1_dag import assert_example1_results
 
 from .conftest import CONN_ID, unique_name, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.oar]
 
 # The OAR node has 2 cores; managers ask for one, whatever `processes` is.
 ONE_CORE = {"cores": 1, "walltime": "0:10:00"}
