@@ -10,7 +10,7 @@
 set -euo pipefail
 
 PACKAGES=(oar-server oar-server-pgsql oar-node oar-user oar-user-pgsql
-    postgresql openssh-server openssh-client libdbd-pg-perl util-linux procps)
+    postgresql openssh-server openssh-client libdbd-pg-perl util-linux procps iproute2)
 
 if [[ ${EUID} -ne 0 ]]; then
     echo "install.sh: must run as root (apt-get install)" >&2

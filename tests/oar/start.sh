@@ -26,6 +26,7 @@ STATE=${LOCUSTS_OAR_DIR:-/tmp/locusts-oar}
 SERVER_PORT=6666 # OAR's default Almighty port
 NODE_SSH_PORT=6667 # OAR's default node sshd port
 NODE=localhost
+LOG_LEVEL=${LOCUSTS_OAR_LOG_LEVEL:-2}
 OAR_CONF=/etc/oar/oar.conf
 OAR_CONF_BACKUP=/etc/oar/oar.conf.orig-locusts
 OAR_CONF_MARK="# locusts-oar-test-cluster: keys rewritten by tests/oar/start.sh"
@@ -40,6 +41,9 @@ die() {
 
 if [[ ${EUID} -ne 0 ]]; then
     die "must run as root (it runs PostgreSQL, OAR's server and node sshd as their users)"
+fi
+if [[ ! ${LOG_LEVEL} =~ ^[1-3]$ ]]; then
+    die "LOCUSTS_OAR_LOG_LEVEL must be 1, 2 or 3, got '${LOG_LEVEL}'"
 fi
 if [[ ! ${STATE} =~ ^/[A-Za-z0-9._/-]+$ ]]; then
     die "LOCUSTS_OAR_DIR must be an absolute path of [A-Za-z0-9._/-] characters, got '${STATE}'"
@@ -205,13 +209,17 @@ set_keys=(
     "SERVER_HOSTNAME=\"127.0.0.1\""
     "SERVER_PORT=\"${SERVER_PORT}\""
     "LOG_FILE=\"${LOGS}/oar/oar.log\""
+    # 3 (debug) to see what each OAR module does and when.
+    "LOG_LEVEL=\"${LOG_LEVEL}\""
     "OPENSSH_CMD=\"/usr/bin/ssh -p ${NODE_SSH_PORT} -e none\""
     "DEPLOY_HOSTNAME=\"127.0.0.1\""
     "COSYSTEM_HOSTNAME=\"127.0.0.1\""
     # The scheduler may start a job this soon after its submission (default 60 s margin).
     "SCHEDULER_JOB_SECURITY_TIME=\"1\""
-    # Finished jobs are noticed at once (no 300 s periodic node check needed).
+    # No periodic node check (finaud): one node, on this machine, never away.
     "FINAUD_FREQUENCY=\"0\""
+    # A submission is scheduled a second after its notification, not five.
+    "SCHEDULER_MIN_TIME_BETWEEN_2_CALLS=\"1\""
 )
 tmp=$(mktemp "${OAR_CONF}.XXXXXX")
 {
@@ -219,7 +227,7 @@ tmp=$(mktemp "${OAR_CONF}.XXXXXX")
     echo "# (state dir ${STATE}); do not edit: it is rewritten on every start."
     # The package's lines minus the keys we set, and minus the job resource manager: it
     # makes cpusets / cgroups per job, which a container does not let us create.
-    grep -v -E "^(DB_TYPE|DB_HOSTNAME|DB_PORT|DB_BASE_NAME|DB_BASE_LOGIN|DB_BASE_PASSWD|DB_BASE_LOGIN_RO|DB_BASE_PASSWD_RO|SERVER_HOSTNAME|SERVER_PORT|LOG_FILE|OPENSSH_CMD|DEPLOY_HOSTNAME|COSYSTEM_HOSTNAME|SCHEDULER_JOB_SECURITY_TIME|FINAUD_FREQUENCY|JOB_RESOURCE_MANAGER_PROPERTY_DB_FIELD)=" "${OAR_CONF_BACKUP}"
+    grep -v -E "^(DB_TYPE|DB_HOSTNAME|DB_PORT|DB_BASE_NAME|DB_BASE_LOGIN|DB_BASE_PASSWD|DB_BASE_LOGIN_RO|DB_BASE_PASSWD_RO|SERVER_HOSTNAME|SERVER_PORT|LOG_FILE|LOG_LEVEL|OPENSSH_CMD|DEPLOY_HOSTNAME|COSYSTEM_HOSTNAME|SCHEDULER_JOB_SECURITY_TIME|FINAUD_FREQUENCY|SCHEDULER_MIN_TIME_BETWEEN_2_CALLS|JOB_RESOURCE_MANAGER_PROPERTY_DB_FIELD)=" "${OAR_CONF_BACKUP}"
     printf '%s\n' "${set_keys[@]}"
 } >"${tmp}"
 chown oar:root "${tmp}"
