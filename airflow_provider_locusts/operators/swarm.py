@@ -102,7 +102,7 @@ class LocustsSwarmOperator(BaseOperator):
     :param task_timeout: seconds a task attempt may run; then its whole process group gets TERM
         (KILL 5 s later) and the attempt fails with "timed out after N s" (retried per task_retries)
     :param max_reschedules: times the unfinished tasks of a lost manager (dead process, stale
-        heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
+        heartbeat, SLURM / OAR job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
     :param overwrite_outputs: replace files already in output_dir instead of refusing
     :param cleanup: remove the swarm root once every task succeeded and its outputs are collected

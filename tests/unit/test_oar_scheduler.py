@@ -168,3 +168,11 @@ def test_cancel_takes_a_job_already_killed_or_ended_as_done_and_reports_other_fa
     assert ended.returncode == 0
     refused = run_functions("scheduler_cancel 77", {"oardel": ("Cannot frag 77 ; You are not the right user.\n", 1), "oarstat": ("77: Running\n", 0)})
     assert refused.returncode == 1 and "You are not the right user" in refused.stderr
+
+
+def test_the_python_state_tables_agree_with_the_bash_ones():
+    oar = get_scheduler("oar")
+    for state in oar.active_states:
+        assert run_functions(f"scheduler_class {state}", {}).stdout in ("queued\n", "active\n"), state
+    for state in oar.ended_early_states:
+        assert run_functions(f"scheduler_class {state}", {}).stdout == "ended\n", state

@@ -18,6 +18,11 @@ def get_scheduler(name: str) -> Scheduler:
         raise SwarmSpecError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}.") from None
 
 
+# Every scheduler's names for a job not ended yet / ended early (the names do not clash).
+ACTIVE_JOB_STATES = frozenset().union(*(s.active_states for s in _ALL.values()))
+ENDED_EARLY_JOB_STATES = frozenset().union(*(s.ended_early_states for s in _ALL.values()))
+
+
 def job_schedulers() -> list[Scheduler]:
     """The schedulers that submit jobs (all but "direct")."""
     return [s for s in _ALL.values() if s.job_script_kind]

@@ -30,6 +30,10 @@ class Scheduler:
     options_name = ""  # the operator parameter holding this scheduler's options ("" = none)
     job_script_kind = ""  # layout.manager_file kind of the job script ("" = started directly)
     job_script_template = ""
+    # Job states (as its commands name them) of a job not ended yet, and of a job ended early
+    # (its manager's unfinished tasks were cut off, even when the manager wrote its done file).
+    active_states: frozenset[str] = frozenset()
+    ended_early_states: frozenset[str] = frozenset()
 
     def directives(self, options: Mapping[str, object] | None, processes: int) -> list[str]:
         """The job directives for one manager; SwarmSpecError for any bad option."""

@@ -83,6 +83,10 @@ class OarScheduler(Scheduler):
     options_name = "oar_options"
     job_script_kind = "oar"
     job_script_template = "oar.sh.j2"
+    # The same tables as scheduler_class in templates/scheduler_oar.sh: OAR ends a job that was
+    # deleted, hit its walltime or lost its node in Error.
+    active_states = frozenset({"Waiting", "Hold", "toLaunch", "Launching", "toAckReservation", "Running", "Finishing", "Suspended", "Resuming"})
+    ended_early_states = frozenset({"Error", "toError"})
 
     def directives(self, options: Mapping[str, object] | None, processes: int) -> list[str]:
         return oar_directives(options, processes)

@@ -48,6 +48,10 @@ class SlurmScheduler(Scheduler):
     options_name = "slurm_options"
     job_script_kind = "slurm"
     job_script_template = "slurm.sh.j2"
+    active_states = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"})
+    ended_early_states = frozenset(
+        {"TIMEOUT", "CANCELLED", "FAILED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+    )
 
     def directives(self, options: Mapping[str, object] | None, processes: int) -> list[str]:
         return sbatch_directives(options, processes)
