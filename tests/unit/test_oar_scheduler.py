@@ -176,3 +176,33 @@ def test_the_python_state_tables_agree_with_the_bash_ones():
         assert run_functions(f"scheduler_class {state}", {}).stdout in ("queued\n", "active\n"), state
     for state in oar.ended_early_states:
         assert run_functions(f"scheduler_class {state}", {}).stdout == "ended\n", state
+
+
+def submit(tmp_path, oarsub_output: str, rc: int) -> subprocess.CompletedProcess:
+    """templates/submit.sh with OAR's functions, for managers a and b, oarsub answering as given."""
+    for manager in ("a", "b"):
+        (tmp_path / f"manager_{manager}.oar.sh").write_text("#!/bin/bash\n")
+    stubs = f"oarsub() {{ printf '%s' {_sq(oarsub_output)}; return {rc}; }}\noardel() {{ echo \"$1\" >> {_sq(str(tmp_path / 'deleted'))}; }}\n"
+    script = host_script("scheduler_oar.sh") + "\n" + stubs + host_script("submit.sh")
+    return subprocess.run(["bash", "-c", script, "submit", str(tmp_path), "oarsub", "a", "b"], capture_output=True, text=True, timeout=30)
+
+
+def test_submit_records_each_job_id(tmp_path):
+    result = submit(tmp_path, OARSUB_OK, 0)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "jobid_a").read_text() == "42\n" and (tmp_path / "jobid_b").read_text() == "42\n"
+
+
+def test_a_rejected_submission_says_oars_reason_and_records_nothing(tmp_path):
+    result = submit(tmp_path, OARSUB_REJECTED, 1)
+    assert result.returncode == 1
+    assert "oarsub rejected manager a: [ADMISSION RULE] root and oar users are not allowed to submit jobs." in result.stderr
+    assert not list(tmp_path.glob("jobid_*"))
+
+
+def test_an_accepted_submission_without_a_job_id_fails_saying_a_job_may_run(tmp_path):
+    result = submit(tmp_path, "something else\n", 0)
+    assert result.returncode == 1
+    assert "oarsub accepted manager a but named no job id" in result.stderr
+    assert "look for a job named locusts-a-*" in result.stderr
+    assert not list(tmp_path.glob("jobid_*"))

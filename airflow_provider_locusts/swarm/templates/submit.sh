@@ -23,7 +23,14 @@ for manager in "$@"; do
     [ -s "jobid_$manager" ] && continue
     [ -e "cancelled_$manager" ] && continue
     # On success scheduler_submit prints the job id alone; otherwise what went wrong.
-    if ! out=$(scheduler_submit "$(scheduler_job_script "$manager")" 2>&1); then
+    out=$(scheduler_submit "$(scheduler_job_script "$manager")" 2>&1)
+    rc=$?
+    if ((rc == 2)); then
+        # Accepted, but no job id to record or cancel: say so, never pretend nothing runs.
+        echo "$command accepted manager $manager but named no job id, so the swarm cannot follow or cancel that job: ${out:0:4000}; look for a job named locusts-$manager-* with the scheduler's own commands; the job(s) ${submitted[*]:-none} of this start were cancelled" >&2
+        ((${#submitted[@]})) && cancel_submitted
+        exit 1
+    elif ((rc != 0)); then
         echo "$command rejected manager $manager: ${out:0:4000}" >&2
         ((${#submitted[@]})) && cancel_submitted
         exit 1
