@@ -240,3 +240,22 @@ def test_a_job_id_that_cannot_be_recorded_deletes_the_job(oar, cluster, tmp_path
     wait_until(lambda: oar.job_state(job_id) in ("Error", "Terminated"), 60, what=f"OAR job {job_id} gone")
     assert any(e["type"] == "FRAG_JOB_REQUEST" for e in oar.job(job_id)["events"])
     assert oar.live_jobs_named(swarm_id[:40]) == []
+
+
+def test_oar_refuses_jobs_from_root_and_the_task_fails_with_oars_own_words(oar, tmp_path, stand_in_context, oar_guard):
+    """Local mode as root (the Airflow side here): OAR's admission rule refuses the job; the
+    start fails with OAR's message and no job of the swarm is left."""
+    swarm_id = unique_name("oar-root")
+    oar_guard.watch(swarm_id=swarm_id)
+    operator = LocustsSwarmOperator(
+        task_id="swarm", deferrable=True, command="echo <arg0> > out_<id>.txt", args=[[i] for i in range(2)],
+        outputs=["out_<id>.txt"], output_dir=str(tmp_path / "out"), work_root=str(tmp_path / "work"), swarm_id=swarm_id,
+        scheduler="oar", processes=1, oar_options=ONE_CORE,
+    )
+    with pytest.raises(SwarmExecutionError) as error:
+        operator.execute(stand_in_context("oar_root"))
+    message = str(error.value)
+    assert "oarsub rejected manager r0m0" in message
+    assert "root and oar users are not allowed to submit jobs" in message
+    assert not list((tmp_path / "work" / swarm_id / "exec").glob("jobid_*"))
+    assert oar.live_jobs_named(swarm_id[:40]) == []
