@@ -14,7 +14,7 @@ from pathlib import Path
 
 from airflow_provider_locusts.swarm.errors import SwarmSpecError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
+from airflow_provider_locusts.swarm.render import TaskScriptRenderer, host_script, render_manager, render_poll
 from airflow_provider_locusts.swarm.spec import SwarmSpec, TaskSpec
 from airflow_provider_locusts.swarm.table import TaskRow, task_row_line
 
@@ -204,3 +204,4 @@ def write_managers(
             0o755,
         )
     write_file(Path(local.poll_script), render_poll(runtime, scheduler), 0o755)
+    write_file(Path(local.scheduler_functions), host_script(f"scheduler_{scheduler}.sh"), 0o644)
