@@ -57,6 +57,14 @@ for prog in /usr/lib/oar/Almighty /usr/bin/oarsub /usr/bin/oarstat /usr/bin/oard
     "${PG_BIN}/pg_isready" "${PG_BIN}/psql"; do
     [[ -x ${prog} ]] || missing+=("${prog}")
 done
+# OAR and PostgreSQL run as their packages' system users: recreate one the machine lost.
+source "${HERE}/../support/system_users.sh"
+if [[ -d /var/lib/oar ]]; then
+    ensure_system_user oar /var/lib/oar /usr/lib/oar/oarsh_shell || true
+fi
+if [[ -d /var/lib/postgresql ]]; then
+    ensure_system_user postgres /var/lib/postgresql /bin/bash || true
+fi
 for user in oar postgres; do
     id -u "${user}" >/dev/null 2>&1 || missing+=("user ${user}")
 done
