@@ -172,6 +172,7 @@ def login(browser, airflow: UiAirflow, user: User, timeout: float = 60) -> None:
 
 def login_form(browser, user: User, timeout: float = 60) -> None:
     """Fill and send the login form the browser shows (wherever the login was asked from)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -182,8 +183,11 @@ def login_form(browser, user: User, timeout: float = 60) -> None:
     name.send_keys(user.name)
     driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(user.password)
     driver.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
-    wait.until(lambda d: d.get_cookie("_token") is not None)
-    wait.until(lambda d: "/auth/login" not in d.current_url)
+    # The form's submit navigates: a question asked while the page changes is aborted
+    # ("aborted by navigation"), so ask again until the deadline.
+    after = WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
+    after.until(lambda d: d.get_cookie("_token") is not None)
+    after.until(lambda d: "/auth/login" not in d.current_url)
 
 
 def wait_for_text(browser, text: str, timeout: float = 60, frame: bool = False) -> str:
