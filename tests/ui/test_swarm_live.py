@@ -211,8 +211,16 @@ def test_after_the_gate_the_counts_move_and_the_ended_swarm_shows_failures_with_
     assert sorted(ids) == [f"sample_05{i}" for i in range(10)]
 
 
+def ended_summary(simple_airflow, live_run) -> dict:
+    """The swarm task's summary once it succeeded (the gate opened, whatever the tests before did)."""
+    live_run.release()
+    simple_airflow.wait_for(lambda: simple_airflow.task_instance(LIVE_DAG, LIVE_RUN, "swarm")["state"] == "success",
+                            300, "the swarm task to succeed", extra=lambda: simple_airflow.task_log_tail(LIVE_DAG, LIVE_RUN, "swarm"))
+    return simple_airflow.xcom(LIVE_DAG, LIVE_RUN, "swarm")
+
+
 def test_the_report_written_at_gather_holds_the_failures(simple_airflow, live_run):
-    summary = simple_airflow.xcom(LIVE_DAG, LIVE_RUN, "swarm")
+    summary = ended_summary(simple_airflow, live_run)
     report = Path(summary["report"])
     assert report.parent == Path(summary["manifest"]).parent and report.name == f"locusts_report.{summary['swarm_id']}.html"
     html = report.read_text()
@@ -225,7 +233,7 @@ def test_the_report_written_at_gather_holds_the_failures(simple_airflow, live_ru
 def test_the_report_a_real_gather_wrote_reads_offline_in_the_browser(simple_airflow, live_run, browser):
     from selenium.webdriver.common.by import By
 
-    report = Path(simple_airflow.xcom(LIVE_DAG, LIVE_RUN, "swarm")["report"])
+    report = Path(ended_summary(simple_airflow, live_run)["report"])
     browser.go_offline()
     browser.driver.get(report.as_uri())
     text = wait_for_text(browser, "Failures (11)")
