@@ -11,17 +11,22 @@ import glob
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_locusts.swarm.errors import OutputCollisionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import EventFold, TaskOutcome
-from airflow_provider_locusts.swarm.sinks import OutputSink
+from airflow_provider_locusts.swarm.sinks import OutputSink, output_target
 from airflow_provider_locusts.swarm.table import TaskRow
 
 MANIFEST_PREFIX = "locusts_manifest."
 MISSING_OUTPUTS_FILE = ".locusts_missing"
+# Failed ids (with their reasons) the XCom return value names at most; every id is in the
+# "succeeded" and "failed" XComs and in the manifest.
+FAILED_IDS_SHOWN = 100
+# Where sharded outputs go, under output_dir.
+SHARD_FOLDERS = "batch_<k>"
 
 __all__ = [
     "MANIFEST_PREFIX",
@@ -65,6 +70,7 @@ class SwarmResult:
     output_dir: str
     manifest: str
     extra_files: dict[str, str] = field(default_factory=dict)  # name → path (the report)
+    outputs_sharded: bool = False  # outputs are in output_dir/batch_<k>/
 
     @property
     def succeeded(self) -> list[str]:
@@ -79,17 +85,22 @@ class SwarmResult:
         return {r.id: r.reason or "" for r in self.results if r.state == "failed"}
 
     def summary(self) -> dict:
-        """The JSON-able XCom return value."""
+        """The XCom return value: small at any size. The full id lists are pushed under their
+        own keys ("succeeded", "failed") and every task is in the manifest."""
+        failed = [r for r in self.results if r.state == "failed"]
+        shown = failed[:FAILED_IDS_SHOWN]
         return {
             "swarm_id": self.swarm_id,
             "total": len(self.results),
-            "succeeded_count": len(self.succeeded),
-            "failed_count": len(self.failed),
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "reasons": self.reasons,
+            "succeeded_count": len(self.results) - len(failed),
+            "failed_count": len(failed),
+            "failed_first": [r.id for r in shown],
+            "reasons": {r.id: r.reason or "" for r in shown},
+            "xcom_keys": ["succeeded", "failed"],
             "output_dir": self.output_dir,
+            "outputs_sharded_by": SHARD_FOLDERS if self.outputs_sharded else None,
             "manifest": self.manifest,
+            "report": self.extra_files.get("report"),
         }
 
 
@@ -133,7 +144,7 @@ def check_output_dir(tasks: Sequence[TaskRow], layout: SwarmLayout, sink: Output
     if overwrite:
         return
     ours = {i for i, entry in read_results(layout).items() if entry["state"] == "succeeded"}
-    wanted = [(task, out) for task in tasks if task.index not in ours for out in task.outputs]
+    wanted = [(task, output_target(task, out, sink.sharded)) for task in tasks if task.index not in ours for out in task.outputs]
     clash = sink.existing([out for _, out in wanted])
     if clash:
         owner = {out: task for task, out in wanted}
@@ -151,10 +162,10 @@ def _failure_reason(outcome: TaskOutcome | None, missing_names: list[str], lost:
         return f"never finished: {lost}" if lost else "never finished"
     if lost and outcome.cut_off_by(lost_managers):
         return f"killed (exit code {outcome.exit_code}) as {lost}"
-    parts = []
     if outcome.timed_out:
-        parts.append(f"timed out after {outcome.timed_out} s")
-    elif outcome.exit_code != 0:
+        return f"timed out after {outcome.timed_out} s"  # whatever it had not written yet
+    parts = []
+    if outcome.exit_code != 0:
         parts.append(f"exit code {outcome.exit_code}")
     if outcome.missing_outputs:
         parts.append("missing outputs: " + ", ".join(missing_names))
@@ -226,13 +237,23 @@ def gather(
             result.reason = "missing outputs: " + ", ".join(missing)
         else:
             result.state = "succeeded"
-            result.outputs = [sink.describe(o) for o in task.outputs]
+            result.outputs = [sink.describe(output_target(task, o, sink.sharded)) for o in task.outputs]
 
     ordered = [results[t.index] for t in tasks]
-    lines = "".join(json.dumps(asdict(r)) + "\n" for r in ordered)
+    lines = "".join(map(_manifest_line, ordered))
     _write_text(Path(layout.results), lines)
     manifest = sink.write_text(manifest_name(swarm_id), lines)
-    return SwarmResult(swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest)
+    return SwarmResult(
+        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded
+    )
+
+
+_RESULT_FIELDS = tuple(TaskResult.__dataclass_fields__)
+
+
+def _manifest_line(result: TaskResult) -> str:
+    # dataclasses.asdict deep-copies each field: far slower than this, once per task.
+    return json.dumps({name: getattr(result, name) for name in _RESULT_FIELDS}) + "\n"
 
 
 def _write_text(path: Path, text: str) -> None:
