@@ -43,7 +43,7 @@ def test_private_key_never_appears_in_logs_xcom_or_files(cluster, run_dag, tmp_p
 
     assert result.task_states() == {"swarm": "success"}
     summary = result.xcom("swarm")
-    assert summary["succeeded"] == ["0", "1", "2", "3", "4"]
+    assert result.xcom("swarm", key="succeeded") == ["0", "1", "2", "3", "4"]
     printed = capfd.readouterr()
     texts = {
         "stdout": printed.out,
