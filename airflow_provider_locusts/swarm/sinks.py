@@ -46,15 +46,14 @@ class OutputSink(Protocol):
 
 def move_no_clobber(source: Path | str, target: Path | str, overwrite: bool, make_parent: bool = True) -> None:
     """Move source to target atomically; without `overwrite`, never replace an existing target."""
-    source, target = Path(source), Path(target)
     if make_parent:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
     if overwrite:
         try:
             os.replace(source, target)
             return
         except OSError:
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            tmp = _temporary_name(target)
             shutil.copy2(source, tmp)
             os.replace(tmp, target)
             os.unlink(source)
@@ -67,7 +66,7 @@ def move_no_clobber(source: Path | str, target: Path | str, overwrite: bool, mak
             return
         raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
     except OSError:
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp = _temporary_name(target)
         shutil.copy2(source, tmp)
         try:
             os.link(tmp, target)
@@ -76,6 +75,11 @@ def move_no_clobber(source: Path | str, target: Path | str, overwrite: bool, mak
         finally:
             os.unlink(tmp)
     os.unlink(source)
+
+
+def _temporary_name(target: Path | str) -> str:
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
 
 
 class LocalSink:

@@ -178,7 +178,7 @@ class EnvironmentBuilder:
         symlink takes an inode too)."""
         block = 4096
         root_device = _device_of(Path(self.local.root))
-        device_of_folder: dict[Path, int] = {}  # inputs mostly share a few folders: one stat each
+        device_of_folder: dict[str, int] = {}  # inputs mostly share a few folders: one stat each
         copied = inodes = 0
         for task in tasks:
             inodes += 1
@@ -189,9 +189,10 @@ class EnvironmentBuilder:
                 elif self.input_staging == "symlink":
                     inodes += 1
                 else:
-                    device = device_of_folder.get(source.parent)
+                    parent = os.path.dirname(source)
+                    device = device_of_folder.get(parent)
                     if device is None:
-                        device = device_of_folder[source.parent] = source.parent.stat().st_dev
+                        device = device_of_folder[parent] = os.stat(parent).st_dev
                     if device != root_device:
                         copied += -(-source.stat().st_size // block) * block
                         inodes += 1
@@ -200,32 +201,35 @@ class EnvironmentBuilder:
     def stage_tasks(self, tasks: Sequence[TaskSpec]) -> None:
         """A clean folder per task holding its inputs: an earlier attempt's folder is replaced
         (it lives inside the root). Nothing else is written per task: the command is exec/command.sh."""
-        work = Path(self.local.work_dir)
+        # Plain strings and bare system calls: this loop runs once per task.
+        work, join, mkdir, link = self.local.work_dir, os.path.join, os.mkdir, os.link
+        mode, chmod_folders = self.dir_mode, self._chmod_folders
+        linking = self.input_staging == "hardlink"
         made: set[str] = set()
         for task in tasks:
             batch = task.folder.split("/", 1)[0]
             if batch not in made:
-                self._mkdir(work / batch)
+                self._mkdir(Path(work, batch))
                 made.add(batch)
-            folder = work / task.folder
+            folder = join(work, task.folder)
             try:
-                os.mkdir(folder, self.dir_mode)
+                mkdir(folder, mode)
             except FileExistsError:
                 shutil.rmtree(folder)
-                os.mkdir(folder, self.dir_mode)
-            if self._chmod_folders:
-                os.chmod(folder, self.dir_mode)
+                mkdir(folder, mode)
+            if chmod_folders:
+                os.chmod(folder, mode)
             for source, relative in task.inputs:
-                target = folder / relative
+                target = join(folder, relative)
                 if "/" in relative:
-                    self._mkdir(target.parent)
-                if self.input_staging == "hardlink":
+                    self._mkdir(Path(target).parent)
+                if linking:
                     try:
-                        os.link(source, target)
+                        link(source, target)
                         continue
                     except OSError:
                         pass  # another filesystem, or links not allowed: copy instead
-                place_file(source, target, "copy" if self.input_staging == "hardlink" else self.input_staging)
+                place_file(source, Path(target), "copy" if linking else self.input_staging)
 
     def write_managers(
         self, plans: Sequence[ManagerPlan], processes: int, heartbeat_interval: int, scheduler: str, task_retries: int = 0
@@ -233,25 +237,11 @@ class EnvironmentBuilder:
         write_managers(self.local, self.runtime, plans, processes, heartbeat_interval, scheduler, task_retries)
 
 
-def _nul(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape") + b"\0"
-
-
 def task_list_record(task: TaskSpec | TaskRow) -> bytes:
     """One task of a manager's task list, NUL-separated (values never pass through shell code):
     INDEX FOLDER ID N_ARGS ARG... N_OUTPUTS OUTPUT..."""
-    task_id = task.task_id
-    return b"".join(
-        [
-            _nul(str(task.index)),
-            _nul(task.folder),
-            _nul(task_id),
-            _nul(str(len(task.args))),
-            *map(_nul, task.args),
-            _nul(str(len(task.outputs))),
-            *map(_nul, task.outputs),
-        ]
-    )
+    fields = [str(task.index), task.folder, task.task_id, str(len(task.args)), *task.args, str(len(task.outputs)), *task.outputs, ""]
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
 
 
 def write_managers(
