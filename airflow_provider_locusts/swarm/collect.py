@@ -25,6 +25,7 @@ MISSING_OUTPUTS_FILE = ".locusts_missing"
 # Failed ids (with their reasons) the XCom return value names at most; every id is in the
 # "succeeded" and "failed" XComs and in the manifest.
 FAILED_IDS_SHOWN = 100
+REASON_CHARS_SHOWN = 200  # the manifest has every reason whole
 # Where sharded outputs go, under output_dir.
 SHARD_FOLDERS = "batch_<k>"
 
@@ -95,13 +96,17 @@ class SwarmResult:
             "succeeded_count": len(self.results) - len(failed),
             "failed_count": len(failed),
             "failed_first": [r.id for r in shown],
-            "reasons": {r.id: r.reason or "" for r in shown},
+            "reasons": {r.id: _shortened(r.reason or "") for r in shown},
             "xcom_keys": ["succeeded", "failed"],
             "output_dir": self.output_dir,
             "outputs_sharded_by": SHARD_FOLDERS if self.outputs_sharded else None,
             "manifest": self.manifest,
             "report": self.extra_files.get("report"),
         }
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= REASON_CHARS_SHOWN else text[: REASON_CHARS_SHOWN - 1] + "…"
 
 
 def manifest_name(swarm_id: str) -> str:
