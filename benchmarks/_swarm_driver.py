@@ -112,7 +112,9 @@ def root_times(work_root: Path) -> dict:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
+    # The configuration itself, or @FILE holding it (argument lists of a big swarm exceed argv's limits).
+    arg = sys.argv[1]
+    config = json.loads(Path(arg[1:]).read_text() if arg.startswith("@") else arg)
     dag = build_dag(config)
     register(dag)
     t0 = time.time()

@@ -56,7 +56,10 @@ def script_command(script: str, args: list[str] | None) -> str:
 
 def _result(returncode: int, out: bytes, err: bytes, feed_failure: list[BaseException]) -> CommandResult:
     """The exit status decides. A command may stop reading its input early and succeed (it
-    had what it needed); when it failed, a broken input pipe is added to what it said."""
+    had what it needed); when it failed, a broken input pipe is added to what it said. No
+    exit status at all (-1): the channel closed before the command ended."""
+    if returncode == -1:
+        raise SwarmConnectionError("the SSH channel closed before the command ended")
     if feed_failure and returncode != 0:
         err += f"\n(sending its input failed: {feed_failure[0]})".encode()
     return CommandResult(returncode, out, err)
@@ -234,6 +237,11 @@ class _SharedConnection:
         except Exception:
             await self.drop(conn)
             raise
+        if result.exit_status is None and result.exit_signal is None:
+            # The channel closed before the command ended (sshd stopped, link dropped): what
+            # came back is cut short, and the connection is no good any more.
+            await self.drop(conn)
+            raise SwarmConnectionError(f"the SSH channel to {self.ssh_conn_id!r} closed before the command ended")
         return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
 
     @cached_property

@@ -7,18 +7,8 @@ import json
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
+from tests.support.swarm_files import parse_task_list
 
-
-def parse_task_list(data: bytes) -> list[tuple[int, str]]:
-    """(index, folder) of each record of a manager's task list (see stage.task_list_record)."""
-    fields = data.split(b"\0")
-    found, i = [], 0
-    while i + 3 < len(fields):
-        n_args = int(fields[i + 3])
-        n_out = int(fields[i + 4 + n_args])
-        found.append((int(fields[i]), fields[i + 1].decode()))
-        i += 5 + n_args + n_out
-    return found
 
 N = 20
 FLAKY = {3, 11, 17}
