@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "dags_examples"))
+sys.path[:0] = [str(REPO), str(REPO / "dags_examples")]  # this checkout's package, whatever is installed
 
 from example1_data import COMMAND, OUTPUTS, SHARED_INPUTS, TASK_INPUTS, make_example1_inputs  # noqa: E402
 

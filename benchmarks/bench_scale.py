@@ -36,6 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # this checkout's package, whatever is installed
 DRIVER = HERE / "_swarm_driver.py"
 COMMAND = "echo <arg0> > o_<id>.txt"
 MIGRATE_TIMEOUT_S = 300
