@@ -14,13 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 SWARM_TASK = "swarm"
+_TASK_STARTED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*\bTask started\b", re.M)
+
+
+def task_started_at(log_text: str) -> float | None:
+    """Epoch of the swarm task's first "Task started" (the execution API's log line, as a worker
+    of a running deployment would reach it). Before it, a fresh dag.test() process spends
+    seconds building its in-process execution API, inside the task instance's start_date."""
+    found = _TASK_STARTED.search(log_text)
+    if not found:
+        return None
+    return datetime.fromisoformat(found.group(1)).replace(tzinfo=timezone.utc).timestamp()
 
 
 def build_dag(config: dict):

@@ -8,8 +8,9 @@ per-task inputs and one shared file), side by side in one run, repetitions inter
   without ``sleep 1;``: ``ls -lrth`` and ``cat`` of the two inputs and the shared file into
   two compulsory outputs; ``processes=P``; everything else at its default, deferrable) run
   with ``dag.test()`` in a fresh interpreter (``benchmarks/_swarm_driver.py``) on a private,
-  migrated SQLite AIRFLOW_HOME. Timed from the swarm task instance's start to its end as
-  Airflow recorded them; broken down with what the operator logs (staging, gathering) and
+  migrated SQLite AIRFLOW_HOME. Timed from the swarm task's "Task started" (the execution
+  API's log line; before it, a fresh dag.test() process builds its in-process API) to its
+  end_date as Airflow recorded it; broken down with what the operator logs (staging, gathering) and
   the epochs the swarm root records (first task started, managers done).
 * **peer, the hand-written floor**: what a user writes by hand, in this process: the same
   folders made with ``os.mkdir`` + ``os.link`` of the two inputs from Python, then
@@ -44,6 +45,8 @@ sys.path.insert(0, str(REPO / "dags_examples"))
 from example1_data import COMMAND, OUTPUTS, SHARED_INPUTS, TASK_INPUTS, make_example1_inputs  # noqa: E402
 
 DRIVER = HERE / "_swarm_driver.py"
+sys.path.insert(0, str(HERE))
+from _swarm_driver import task_started_at  # noqa: E402
 COMMAND_NO_SLEEP = COMMAND.replace("sleep 1; ", "")
 # What the user runs by hand for one id ($1), in the folder of the task folders.
 PEER_JOB = (
@@ -109,9 +112,10 @@ def run_ours(base: Path, env: dict[str, str], inputs: Path, tasks: int, processe
     collected = sum(1 for _ in (base / "out").glob("*_output_*.txt"))
     if collected != 2 * tasks:
         raise RuntimeError(f"ours: {collected} outputs collected of {2 * tasks}")
+    started = task_started_at(text) or ti["start"]
     return {
-        "whole": ti["end"] - ti["start"],
-        "before_staged": root["prepared_at"] - ti["start"],  # operator set-up, spec, preflight, staging
+        "whole": ti["end"] - started,
+        "before_staged": root["prepared_at"] - started,  # operator set-up, spec, preflight, staging
         "staging": logged_seconds(text, "staged"),
         "staged_to_first_task": root["first_start"] - root["prepared_at"],
         "run": root["managers_done"] - root["first_start"],
