@@ -8,6 +8,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 python3 -m pip install -q -e .
+rm -rf -- "$repo/airflow_provider_locusts.egg-info"  # build leftovers: the installed metadata is what counts
 
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$repo/airflow_home}
 export AIRFLOW__CORE__DAGS_FOLDER=$repo/dags_examples

@@ -70,9 +70,10 @@ class LocustsHook(BaseHook):
         return SSHShell(SSHHook(ssh_conn_id=self.ssh_conn_id))
 
     def close(self) -> None:
-        close = getattr(self.shell, "close", None) if "shell" in self.__dict__ else None
-        if close:
-            close()
+        """Close the SSH connection, if one was opened (a later verb opens a new one)."""
+        shell = self.__dict__.get("shell")
+        if shell is not None:
+            shell.reset()
 
     # --- engines: the verbs that need the swarm's files --------------------------------------
     @contextmanager

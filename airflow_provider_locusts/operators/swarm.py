@@ -31,6 +31,7 @@ from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
 from airflow_provider_locusts.www.links import SwarmLink
+from airflow_provider_locusts.www.report import gather_report
 
 # Longest a single poll may take on the host before it counts as a failed poll.
 POLL_TIMEOUT = 120.0
@@ -300,6 +301,12 @@ class LocustsSwarmOperator(BaseOperator):
 
     # --- Airflow entry points ----------------------------------------------------------
     def execute(self, context: Context) -> dict:
+        try:
+            return self._execute(context)
+        finally:
+            self.hook.close()  # the task defers or ends: no SSH connection is kept open
+
+    def _execute(self, context: Context) -> dict:
         placement, spec = self._validated()
         output_dir = self.output_dir if self.output_dir_on_host else str(spec.output_dir)
         handle = placement.handle(self._swarm_id(context), output_dir, self.scheduler, socket.gethostname())
@@ -318,7 +325,7 @@ class LocustsSwarmOperator(BaseOperator):
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
-                    return self._finish(context, engine, self._gather(engine))
+                    return self._finish(context, engine, self._gather(engine, report=gather_report))
                 self.log.info("Swarm %s: staged %d task(s) in %.2f s", handle.swarm_id, round_.task_count, time.monotonic() - began)
                 engine.start(round_)
                 self.log.info(
@@ -343,7 +350,7 @@ class LocustsSwarmOperator(BaseOperator):
                 method_name="execute_complete",
                 timeout=self._time_left(context),
             )
-        return self.execute_complete(context, self._watch_in_worker(handle))
+        return self._execute_complete(context, self._watch_in_worker(handle))
 
     def _time_left(self, context: Context) -> timedelta | None:
         """What is left of execution_timeout: Airflow gives up on the deferred task after it."""
@@ -374,13 +381,19 @@ class LocustsSwarmOperator(BaseOperator):
         return step.event
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
+        try:
+            return self._execute_complete(context, event)
+        finally:
+            self.hook.close()
+
+    def _execute_complete(self, context: Context, event: dict[str, Any]) -> dict:
         handle = SwarmHandle.from_dict(event["handle"])
         self._running_handle = handle
         if event["status"] == "error":
             return self._after_lost_track(context, handle, event)
         if event["status"] == "finished":
             with self.hook.engine(handle) as engine:
-                return self._finish(context, engine, self._gather(engine))
+                return self._finish(context, engine, self._gather(engine, report=gather_report))
         lost = list(event.get("lost") or [])
         with self.hook.engine(handle) as engine:
             never_ran = [d for d in engine.diagnose(lost) if not d.ran_tasks]
@@ -395,7 +408,7 @@ class LocustsSwarmOperator(BaseOperator):
                 # Not a fault a new job would fix (a launch failure, a failing setup line, a
                 # missing image): submitting the same round again would fail the same way.
                 engine.cancel(lost)
-                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost)
+                result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost, report=gather_report)
                 self._push_lists(context, result)
                 raise SwarmStartError(
                     f"None of the {len(handle.managers)} manager(s) of round {handle.round} started a task, so nothing "
@@ -403,7 +416,7 @@ class LocustsSwarmOperator(BaseOperator):
                 )
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
-                return self._finish(context, engine, self._gather(engine, lost_reason=lost_reason, lost_managers=lost))
+                return self._finish(context, engine, self._gather(engine, lost_reason=lost_reason, lost_managers=lost, report=gather_report))
         return self._watch(context, next_round)
 
     def _replace_lost_managers(self, engine: SwarmEngine, handle: SwarmHandle, lost: list[str]) -> SwarmHandle | None:
@@ -437,13 +450,15 @@ class LocustsSwarmOperator(BaseOperator):
             with self.hook.engine(handle) as engine:
                 try:
                     live = engine.live_round() is not None
+                except TRANSIENT_ERRORS:
+                    raise  # the host cannot be reached: handled below
                 except SwarmExecutionError as error:  # the host answers, but the swarm cannot be polled
                     live, poll_problem = None, error
                 if live:
                     raise SwarmLostTrackError(
                         f"Lost track of the swarm: {message}. It is still running in {handle.root}; a retry resumes watching it."
                     )
-                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}")
+                result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}", report=gather_report)
                 if live is None:
                     # What was known is kept (the manifest); the swarm's fate is not.
                     self._push_lists(context, result)
@@ -474,6 +489,8 @@ class LocustsSwarmOperator(BaseOperator):
             self.log.info("Swarm %s: removed its root %s in %.2f s", result.swarm_id, engine.layout.root, time.monotonic() - began)
         self._push_lists(context, result)
         total = summary["total"]
+        if summary.get("report"):
+            self.log.info("Swarm %s: report %s", result.swarm_id, summary["report"])
         self.log.info(
             "Swarm %s: %d succeeded, %d failed of %d; outputs in %s, manifest %s",
             result.swarm_id, summary["succeeded_count"], summary["failed_count"], total, result.output_dir, result.manifest,

@@ -21,6 +21,7 @@ from airflow_provider_locusts.swarm.sinks import OutputSink, output_target
 from airflow_provider_locusts.swarm.table import TaskRow
 
 MANIFEST_PREFIX = "locusts_manifest."
+REPORT_PREFIX = "locusts_report."
 MISSING_OUTPUTS_FILE = ".locusts_missing"
 # Failed ids (with their reasons) the XCom return value names at most; every id is in the
 # "succeeded" and "failed" XComs and in the manifest.
@@ -38,6 +39,7 @@ __all__ = [
     "fold_event_files",
     "gather",
     "manifest_name",
+    "report_name",
     "read_results",
     "succeeded_indexes",
 ]
@@ -111,6 +113,10 @@ def _shortened(text: str) -> str:
 
 def manifest_name(swarm_id: str) -> str:
     return f"{MANIFEST_PREFIX}{swarm_id}.jsonl"
+
+
+def report_name(swarm_id: str) -> str:
+    return f"{REPORT_PREFIX}{swarm_id}.html"
 
 
 def read_results(layout: SwarmLayout) -> dict[int, dict]:

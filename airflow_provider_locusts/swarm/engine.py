@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import posixpath
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +61,15 @@ from airflow_provider_locusts.swarm.stage import (
 from airflow_provider_locusts.swarm.table import TaskRow, as_rows, parse_task_table
 
 SCHEDULERS = ("direct", "slurm")
+# What a gather hands a report writer: the failed tasks' log tails, bounded in number and size.
+REPORT_MAX_TAILS = 200
+REPORT_TAIL_BYTES = 4096
+
+# gather(report=...): (manifest records, {task id: {"stderr": text, "stdout": text}},
+# {"swarm_id", "output_dir", "manifest"}) -> the report's HTML.
+ReportWriter = Callable[[list[dict], dict[str, dict[str, str]], dict[str, str]], str]
+
+log = logging.getLogger(__name__)
 
 
 class Transfer(Protocol):
@@ -458,7 +469,11 @@ class SwarmEngine:
         return parse_log_tail(result.stdout)
 
     # --- results -------------------------------------------------------------------------
-    def gather(self, lost_reason: str | None = None, lost_managers: list[str] | None = None) -> collect.SwarmResult:
+    def gather(
+        self, lost_reason: str | None = None, lost_managers: list[str] | None = None, report: ReportWriter | None = None
+    ) -> collect.SwarmResult:
+        """Decide every task, collect outputs, write the manifest; with `report`, also the HTML
+        report next to the manifest (a report that cannot be written is logged, never fatal)."""
         sink = self.sink()
         self._pull_for_gather(sink)
         result = collect.gather(
@@ -466,7 +481,27 @@ class SwarmEngine:
             host_root=self.layout.root,
         )
         self._push(["exec/results.jsonl"])
+        if report is not None:
+            try:
+                result.extra_files["report"] = self._write_report(result, sink, report)
+            except Exception as error:  # noqa: BLE001 - the results stand without their report
+                log.warning("Swarm %s: the HTML report was not written: %s: %s", self.swarm_id, type(error).__name__, error)
         return result
+
+    def _write_report(self, result: collect.SwarmResult, sink: OutputSink, report: ReportWriter) -> str:
+        """The report, from the manifest records and the failed tasks' logs in the local view
+        (in copy mode _pull_for_gather brought them into it)."""
+        folders = {t.index: t.folder for t in self.tasks}
+        tails: dict[str, dict[str, str]] = {}
+        for task in (r for r in result.results if r.state == "failed"):
+            if len(tails) >= REPORT_MAX_TAILS:
+                break
+            folder = Path(self.local.task_dir(folders[task.index]))
+            if folder.is_dir():  # an empty log is not kept: absent from a folder that is there means empty
+                tails[task.id] = {name: _file_tail(folder / f"{name}.txt") or "" for name in ("stderr", "stdout")}
+        info = {"swarm_id": self.swarm_id, "output_dir": result.output_dir, "manifest": result.manifest}
+        html = report([asdict(r) for r in result.results], tails, info)
+        return sink.write_text(collect.report_name(self.swarm_id), html)
 
     def cleanup(self) -> None:
         """Remove the swarm root. Refuses any folder that is not this swarm's root: its name
@@ -507,6 +542,17 @@ class SwarmEngine:
                 wanted += [f"{base}/stdout.txt", f"{base}/stderr.txt", f"{base}/{collect.MISSING_OUTPUTS_FILE}"]
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+def _file_tail(path: Path, limit: int = REPORT_TAIL_BYTES) -> str | None:
+    """The last `limit` bytes of a file as text; None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - limit, 0))
+            return f.read(limit).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
 
 
 def _nul(text: str) -> bytes:

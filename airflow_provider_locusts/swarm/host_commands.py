@@ -58,6 +58,27 @@ DROP_EMPTY_LOGS_SCRIPT = (
     '[ -f "$f" ] && [ ! -s "$f" ] && printf "%s\\0" "$f"; done; done | xargs -0 -r rm -f --'
 )
 
+# One line of the task table: the row of task INDEX is line INDEX + 1 (staging writes the
+# table in index order). Read with sed, which stops at that line; bounded in bytes.
+TASK_ROW_SCRIPT = (
+    f'root=$1 line=$2; table="$root/exec/tasks.jsonl"; [ -f "$table" ] || {{ echo "no swarm root here: $root not found on host $HOSTNAME" >&2; exit {EXIT_NO_SWARM_ROOT}; }}; '
+    'sed -n "${line}{p;q}" -- "$table" | head -c 1048576'
+)
+
+# A file of the root (results.jsonl) unless it is still the version the caller holds: its
+# fingerprint (size, mtime, inode; files are replaced, never rewritten in place) is taken
+# of the opened file, so the bytes that follow are that version. Prints "@missing",
+# "@same FP", "@toolarge FP" (over MAX bytes), or "@file FP gzip|plain" and the bytes.
+READ_CHANGED_SCRIPT = (
+    f'root=$1 name=$2 known=$3 max=$4 pack=$5; [ -d "$root/exec" ] || {{ echo "no swarm root here: $root not found on host $HOSTNAME" >&2; exit {EXIT_NO_SWARM_ROOT}; }}; '
+    'exec 3< "$root/$name" 2>/dev/null || { echo @missing; exit 0; }; '
+    'fp=$(stat -L -c "%s-%Y-%i" /dev/fd/3) || exit 1; '
+    'if [ "$fp" = "$known" ]; then echo "@same $fp"; exit 0; fi; '
+    'if [ "${fp%%-*}" -gt "$max" ]; then echo "@toolarge $fp"; exit 0; fi; '
+    'if [ "$pack" = gzip ] && command -v gzip >/dev/null; then echo "@file $fp gzip"; exec gzip -1 -c <&3; fi; '
+    'echo "@file $fp plain"; exec cat <&3'
+)
+
 LOG_NAMES = ("stdout.txt", "stderr.txt")
 _FOLDER = re.compile(r"^batch_[0-9]+/task_[A-Za-z0-9._+-]+$")
 
@@ -262,3 +283,58 @@ def parse_diagnosis(data: bytes) -> list[ManagerDiagnosis]:
         none = lambda v: None if v == "-" else v  # noqa: E731
         found.append(ManagerDiagnosis(name, started == "1", ran == "1", none(job), none(state), none(reason), none(code), output))
     return found
+
+
+def task_row_command(layout: SwarmLayout, index: int) -> tuple[str, list[str]]:
+    """The command printing the task table's row of task `index` (an integer, never text from
+    elsewhere)."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"a task index is an integer >= 0, not {index!r}")
+    return TASK_ROW_SCRIPT, [layout.root, str(index + 1)]
+
+
+def parse_task_row(data: bytes, index: int):
+    """The TaskRow of task `index` from what task_row_command printed; None when the table has
+    no such task. Its folder is checked (check_folder) before anything uses it."""
+    from airflow_provider_locusts.swarm.table import parse_task_table
+
+    text = data.decode("utf-8", errors="surrogateescape").strip()
+    if not text:
+        return None
+    (row,) = parse_task_table([text])
+    if row.index != index:
+        raise SwarmExecutionError(f"line {index + 1} of the task table holds task {row.index}, not {index}")
+    check_folder(row.folder)
+    return row
+
+
+def read_changed_command(root: str, name: str, known: str | None, max_bytes: int, gzip: bool) -> tuple[str, list[str]]:
+    """The command reading `name` (relative to the root) unless its fingerprint is `known`."""
+    if name not in ("exec/results.jsonl",):
+        raise ValueError(f"not a file the view reads: {name!r}")
+    return READ_CHANGED_SCRIPT, [root, name, known or "-", str(int(max_bytes)), "gzip" if gzip else "plain"]
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    status: str  # missing | same | toolarge | file
+    fingerprint: str | None = None
+    data: bytes = b""
+
+
+def parse_read_changed(data: bytes) -> ChangedFile:
+    end = data.find(b"\n")
+    header = data[: end if end >= 0 else len(data)].decode(errors="replace").split()
+    kind = header[0] if header else ""
+    if kind == "@missing":
+        return ChangedFile("missing")
+    if kind in ("@same", "@toolarge") and len(header) == 2:
+        return ChangedFile(kind[1:], header[1])
+    if kind == "@file" and len(header) == 3:
+        body = data[end + 1 :]
+        if header[2] == "gzip":
+            import gzip
+
+            body = gzip.decompress(body)
+        return ChangedFile("file", header[1], body)
+    raise ValueError(f"unexpected answer when reading a file of the swarm root: {header!r}")

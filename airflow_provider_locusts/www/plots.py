@@ -161,6 +161,11 @@ def all_plots(records: Sequence[Mapping], now: float | None = None) -> dict[str,
 # --- shared frame ---------------------------------------------------------------------------
 
 
+def message_svg(title: str, message: str) -> str:
+    """A plot's frame holding a message instead (nothing to draw yet, or why not)."""
+    return _empty(title, message)
+
+
 def _empty(title: str, message: str) -> str:
     svg = Svg(WIDTH, 120, title)
     svg.text(12, 24, title, class_="title")
@@ -409,6 +414,45 @@ def _step_points(times: list[float], t0: float, t1: float, to_xy) -> list[tuple[
             previous = count
     points.append(to_xy(t1, previous))
     return points
+
+
+def completion_series_svg(
+    points: Sequence[tuple[float, int, int]], total: int, first_start: float | None, now: float | None,
+    title: str = "Completion",
+) -> str:
+    """The completion curve of a running swarm from binned counts: `points` are (time, tasks
+    ended so far, failed so far) in time order (live.CompletionBins), `total` the tasks to run."""
+    if not points or first_start is None:
+        return _empty(title, "No task has finished yet.")
+    t0 = min(first_start, points[0][0])
+    t1 = max(points[-1][0], now or 0.0)
+    duration = max(t1 - t0, 1e-3)
+    ended, failed = points[-1][1], points[-1][2]
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = 260
+    height = MARGIN_TOP + plot_h + MARGIN_BOTTOM + 22
+    css = ".done{stroke:#2e8b57;stroke-width:2}.failed{stroke:#d62728;stroke-width:2}.total{stroke:#555;stroke-dasharray:4 3}"
+    svg = Svg(WIDTH, height, f"{title}: {ended} of {total} tasks finished", css)
+    svg.text(12, 20, f"{title} — {format_number(ended)} of {format_number(total)} tasks finished, {format_number(failed)} failed", class_="title")
+    svg.text(12, 38, f"{_started_label(t0)} · live")
+    x0, y0 = MARGIN_LEFT, MARGIN_TOP
+    high = max(total, ended, 1)
+    _count_axis(svg, x0, y0, plot_h, high, "tasks finished", x0 + plot_w)
+    svg.line(x0, y0, x0 + plot_w, y0, class_="total")
+    svg.text(x0 + plot_w - 4, y0 - 4, f"total {format_number(total)}", text_anchor="end")
+
+    def to_xy(t: float, count: int) -> tuple[float, float]:
+        return x0 + (min(t, t1) - t0) / duration * plot_w, y0 + plot_h - max(count, 0) / high * plot_h
+
+    for column, cls in ((1, "done"), (2, "failed")):
+        line = [to_xy(t0, 0)]
+        for point in points:
+            line.append(to_xy(point[0], point[column]))
+        line.append(to_xy(t1, points[-1][column]))
+        svg.polyline(line, class_=cls)
+    _time_axis(svg, x0, y0 + plot_h, plot_w, duration)
+    _legend(svg, x0, height - 8, [(COLOURS["ok"], f"finished ({format_number(ended)})"), (COLOURS["fail"], f"failed ({format_number(failed)})")])
+    return svg.render()
 
 
 # --- duration histogram ---------------------------------------------------------------------

@@ -22,10 +22,9 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from airflow_provider_locusts.swarm.collect import REPORT_PREFIX
 from airflow_provider_locusts.www.plots import all_plots, state_counts
 from airflow_provider_locusts.www.svg import format_duration
-
-REPORT_PREFIX = "locusts_report."
 MAX_FAILURES = 200
 TAIL_BYTES = 4096
 TOP_REASONS = 10
@@ -161,6 +160,12 @@ def render_report(
         plots={name: Markup(svg) for name, svg in all_plots(records, now).items()},  # escaped by the SVG writer
         generated_at=_utc(generated),
     )
+
+
+def gather_report(records: Sequence[Mapping], tails: Mapping[str, Mapping[str, str]], info: Mapping) -> str:
+    """The report a gather writes (SwarmEngine.gather(report=gather_report)): `info` holds the
+    swarm's id, output_dir and manifest path."""
+    return render_report(records, info, tails)
 
 
 def write_report(

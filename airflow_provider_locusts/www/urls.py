@@ -7,7 +7,12 @@ from urllib.parse import urlencode, urlsplit
 
 URL_PREFIX = "/locusts"  # where the provider's FastAPI app is mounted in the api-server
 PAGE = "/swarm"  # the HTML page of one swarm task instance
-API = "/api/swarm"  # the same as JSON
+API = "/api/swarm"  # the task instance and its recorded handle as JSON
+STATUS_API = "/api/swarm/status"  # live progress, or the results' counts
+TASKS_API = "/api/swarm/tasks"  # a page of the per-task results
+LOGS_API = "/api/swarm/logs"  # a task's log tails
+PLOTS = "/plots/{name}.svg"  # completion, timeline, durations
+SCRIPT = "/static/swarm.js"  # the page's script (no data)
 # The placeholders Airflow's UI (3.1+) fills in an external view's href for destination
 # "task_instance" (URL-encoded). On the page of an unmapped task the UI has no map index and
 # leaves "{MAP_INDEX}" as it is: the view reads that as -1.

@@ -175,7 +175,12 @@ def test_outputs_collected_on_the_host_never_cross_the_network(cluster, tmp_path
     assert summary["failed_first"] == ["5"] and summary["succeeded_count"] == N - 1
     assert summary["manifest"] == f"{host_out}/locusts_manifest.{swarm_id}.jsonl"
     listing = cluster.ssh(f"ls {host_out}").stdout.split()
-    assert sorted(listing) == sorted([f"out_{i}.txt" for i in range(N) if i != 5] + [f"locusts_manifest.{swarm_id}.jsonl"])
+    assert sorted(listing) == sorted([f"out_{i}.txt" for i in range(N) if i != 5]
+                                     + [f"locusts_manifest.{swarm_id}.jsonl", f"locusts_report.{swarm_id}.html"])
+    # The report, written on the host too, holds the failed task's stderr (pulled for gathering).
+    assert summary["report"] == f"{host_out}/locusts_report.{swarm_id}.html"
+    report = cluster.ssh(f"cat {host_out}/locusts_report.{swarm_id}.html").stdout
+    assert "Failures (1)" in report and "task 5 says no" in report
     assert cluster.ssh(f"cat {host_out}/out_3.txt").stdout == "value 3\ncommon\n"
     assert not (tmp_path / "out").exists()
     assert list((tmp_path / "B-work").iterdir()) == []

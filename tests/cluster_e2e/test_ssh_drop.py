@@ -4,7 +4,9 @@
 - Down for 30 s: the trigger reconnects with bounded exponential backoff and the swarm
   completes in the same try, with no task run twice and no second round.
 - Down past `max_poll_failures`: the try fails saying so, the swarm keeps running on the
-  host, and the Airflow retry resumes watching it — still no task run twice.
+  host, and the Airflow retry resumes watching it — still no task run twice. Its tasks wait
+  on a gate the test opens once the retry has deferred, so the swarm is certainly still
+  running when the retry looks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
+from tests.e2e.conftest import OnDeferral, raised
 
 from .conftest import CONN_ID, unique_name
 from .helpers import starts_per_task
@@ -58,12 +61,14 @@ class SshOutage(threading.Thread):
             self.restarted_at = time.monotonic()
 
 
-def sleepy_swarm_dag(dag_id: str, tmp_path: Path, remote_root: str, swarm_id: str, **kwargs) -> DAG:
+def sleepy_swarm_dag(
+    dag_id: str, tmp_path: Path, remote_root: str, swarm_id: str, command: str = "sleep 1; echo <arg0> > out_<id>.txt", **kwargs
+) -> DAG:
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         LocustsSwarmOperator(
             task_id="swarm",
             deferrable=True,
-            command="sleep 1; echo <arg0> > out_<id>.txt",
+            command=command,
             args=[[i] for i in range(30)],
             outputs=["out_<id>.txt"],
             output_dir=str(tmp_path / "out"),
@@ -104,19 +109,64 @@ def test_trigger_reconnects_after_a_30_s_outage_and_the_swarm_completes(cluster,
     assert_ran_once_in_one_round(tmp_path, Path(remote_root) / swarm_id)
 
 
-def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_swarm(cluster, run_dag, tmp_path, remote_root):
+def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_swarm(
+    cluster, run_dag, tmp_path, remote_root, capfd
+):
     swarm_id = unique_name("drop")
-    outage = SshOutage(Path(remote_root) / swarm_id / "exec" / "ledger.json", after=2, for_seconds=10)
+    root, gate = f"{remote_root}/{swarm_id}", f"{remote_root}/gate"
+    # Every task waits on the host for the gate, opened only once the retry has deferred: the
+    # swarm certainly outlives the outage and the retry delay, and is still running when the
+    # retry looks. A gate never opened fails the tasks after 300 s, so nothing lingers.
+    command = (
+        f"for _ in $(seq 3000); do [ -e {gate} ] && break; sleep 0.1; done; [ -e {gate} ] || exit 3; "
+        "sleep 0.3; echo <arg0> > out_<id>.txt"
+    )
+    seen_at_retry = {}
+
+    def open_gate() -> None:
+        try:
+            probe = cluster.ssh(
+                f"read -r pid host < {root}/exec/pid_r0m0; echo $pid; tr '\\0' ' ' < /proc/$pid/cmdline; echo; "
+                f"grep -c ' end ' {root}/exec/events_r0m0 || true",
+                check=False,
+            ).stdout.splitlines()
+            seen_at_retry.update(pid=probe[0], running="manager_r0m0.sh" in probe[1], ended=int(probe[2]))
+        finally:
+            cluster.ssh(f"touch {gate}", check=False)
+
+    opener = OnDeferral("ssh_outage_past_limit", "swarm", try_number=2, action=open_gate)
+    outage = SshOutage(Path(root) / "exec" / "ledger.json", after=2, for_seconds=10)
+    opener.start()
     outage.start()
     dag = sleepy_swarm_dag(
-        "ssh_outage_past_limit", tmp_path, remote_root, swarm_id,
+        "ssh_outage_past_limit", tmp_path, remote_root, swarm_id, command=command,
         max_poll_failures=1, retries=1, retry_delay=timedelta(seconds=15),
     )
-    result = run_dag(dag)
+    try:
+        result = run_dag(dag)
+    finally:
+        cluster.ssh(f"touch {gate}", check=False)
     outage.join(timeout=180)
+    opener.check()
 
     assert outage.error is None, outage.error
+    # The first try failed because the host could not be polled, and said so, naming the
+    # swarm root and that a retry resumes watching it. (How sure it is that the swarm still
+    # runs depends on whether SSH was back when the worker looked; with SSH still down the
+    # traceback also shows the worker's own failed attempt as the cause.)
+    errors = raised(capfd.readouterr().out)
+    lost = [m for m in errors if "Lost track of the swarm" in m]
+    assert len(lost) == 1, errors
+    assert "Lost track of the swarm: the swarm's host could not be polled 2 times in a row: " in lost[0], lost[0]
+    assert root in lost[0] and "retry resumes watching it" in lost[0].lower(), lost[0]
+    # When the retry deferred, the first try's manager was still running with no task ended.
+    assert seen_at_retry.get("running") is True and seen_at_retry.get("ended") == 0, (
+        f"when the retry deferred, the first try's manager should have been running with no task ended: {seen_at_retry}"
+    )
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 2
     assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(30)]
-    assert_ran_once_in_one_round(tmp_path, Path(remote_root) / swarm_id)
+    # Watched again, not started again: one round, its manager launched once, every task run once.
+    assert cluster.ssh(f"cat {root}/exec/pid_r0m0").stdout.split()[0] == seen_at_retry["pid"]
+    assert cluster.ssh(f"cd {root}/exec && ls launched_*").stdout.split() == ["launched_r0m0"]
+    assert_ran_once_in_one_round(tmp_path, Path(root))

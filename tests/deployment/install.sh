@@ -24,8 +24,24 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
+# The servers run as the packages' system users. Their maintainer scripts create them with
+# `adduser ... || true`; machines have been seen where the passwd entry was missing anyway
+# (present in /etc/group and /etc/shadow): create what is missing, as the packages would.
+ensure_users() {
+    local user home
+    for user in postgres:/var/lib/postgresql redis:/var/lib/redis; do
+        home=${user#*:}
+        user=${user%%:*}
+        if ! id -u "${user}" >/dev/null 2>&1; then
+            echo "install.sh: creating the missing system user ${user}"
+            adduser --system --group --home "${home}" --no-create-home "${user}"
+        fi
+    done
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install.sh: already installed: ${PACKAGES[*]}"
+    ensure_users
     exit 0
 fi
 
@@ -57,5 +73,6 @@ export DEBIAN_FRONTEND=noninteractive
 LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
 apt-get "${LOCK_WAIT[@]}" update
 apt-get "${LOCK_WAIT[@]}" install -y --no-install-recommends "${missing[@]}"
+ensure_users
 
 echo "install.sh: done"

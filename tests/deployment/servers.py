@@ -5,6 +5,7 @@ system-wide is started or touched."""
 
 from __future__ import annotations
 
+import pwd
 import secrets
 import shutil
 import signal
@@ -36,7 +37,28 @@ def missing_binaries() -> list[str]:
     return missing
 
 
+def ensure_system_user(name: str) -> None:
+    """The Debian system user a server runs as (its package's maintainer script creates it).
+    Machines have been seen where the entry was missing from /etc/passwd although
+    /etc/group and /etc/shadow held it (the package's `adduser ... || true` hides why):
+    create it then, as the package would, rather than fail the whole deployment."""
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    home = {"redis": "/var/lib/redis", "postgres": "/var/lib/postgresql"}.get(name, "/nonexistent")
+    done = subprocess.run(["adduser", "--system", "--group", "--home", home, "--no-create-home", name],
+                          capture_output=True, text=True, timeout=60)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise OSError(f"system user {name!r} is missing and adduser could not create it: "
+                      f"{done.stderr.strip() or done.stdout.strip()}; run tests/deployment/install.sh") from None
+
+
 def _chown_tree(path: Path, user: str) -> None:
+    ensure_system_user(user)
     shutil.chown(path, user, user)
     for child in path.rglob("*"):
         shutil.chown(child, user, user)

@@ -7,9 +7,13 @@ before any test module of this folder imports it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,6 +57,12 @@ def run_dag(airflow_db):
         return DagRunResult(dag_run)
 
     return _run
+
+
+def raised(output: str) -> list[str]:
+    """The `Type: message` lines (module path left out) ending the tracebacks in what a
+    dag.test() run printed (capture it with pytest's capfd): what failed the tasks, in order."""
+    return re.findall(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception): .*)$", output, re.MULTILINE)
 
 
 class DagRunResult:
@@ -100,3 +110,54 @@ class DagRunResult:
             if not rows:
                 raise KeyError(f"no XCom {key!r} from {task_id}")
             return XComModel.deserialize_value(rows[0])
+
+
+class OnDeferral(threading.Thread):
+    """Calls `action()` once try `try_number` of task `task_id` in DAG `dag_id` has deferred,
+    i.e. its execute() has looked at the swarm and handed it to a trigger — read from the
+    metadata database while dag.test() runs the trigger — or after `timeout` seconds, with
+    `timed_out` set, so a swarm held for the test is released in any case.
+
+    Tests hold their swarm's tasks on a gate file that `action` creates: the swarm is then
+    certainly still running when the operator looks at it, however slow the machine.
+    """
+
+    def __init__(self, dag_id: str, task_id: str, try_number: int, action: Callable[[], None], timeout: float = 300.0):
+        super().__init__(daemon=True, name=f"on-deferral-{dag_id}")
+        self.dag_id, self.task_id, self.try_number = dag_id, task_id, try_number
+        self.action, self.timeout = action, timeout
+        self.timed_out = False
+        self.error: BaseException | None = None
+
+    def deferred(self) -> bool:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            tis = session.scalars(
+                select(TaskInstance).where(TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == self.task_id)
+            ).all()
+            # A deferral sets next_method; a failed try's retry clears it again.
+            return any(ti.try_number == self.try_number and ti.next_method for ti in tis)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not self.deferred():
+                if time.monotonic() > deadline:
+                    self.timed_out = True
+                    break
+                time.sleep(0.1)
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.error = error
+        finally:
+            self.action()
+
+    def check(self) -> None:
+        """Fail the test if the deferral was never seen."""
+        self.join(timeout=30)
+        assert self.error is None, f"watching for the deferral failed: {self.error!r}"
+        assert not self.timed_out, (
+            f"{self.dag_id}.{self.task_id} try {self.try_number} never deferred within {self.timeout}s"
+        )

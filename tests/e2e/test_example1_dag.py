@@ -40,7 +40,7 @@ def assert_example1_results(result, owner: str | None = None) -> dict:
     assert result.xcom("swarm", key="failed") == []
 
     out = Path(summary["output_dir"])
-    collected = sorted(p.name for p in out.iterdir() if not p.name.startswith("locusts_manifest."))
+    collected = sorted(p.name for p in out.iterdir() if not p.name.startswith(("locusts_manifest.", "locusts_report.")))
     assert len(collected) == 202
     for i in range(101):
         assert (out / f"cat_output_{i}.txt").read_text() == (

@@ -3,10 +3,14 @@ before anything is staged: checked through the operator's own validation."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 from airflow_provider_locusts.swarm.command import SwarmSpecError
+
+from .conftest import raised
 
 
 def operator(tmp_path, **kwargs) -> LocustsSwarmOperator:
@@ -38,19 +42,33 @@ def test_dangerous_or_relative_remote_roots_are_refused(tmp_path, remote_root):
         ({"scheduler": "slurm", "slurm_options": {"extra": ["--x\n#SBATCH --y"]}}, "one sbatch option"),
         ({"scheduler": "slurm", "setup": ["module load a\nmodule load b"]}, "single line"),
         ({"container": "apptainer exec x.sif"}, "scheduler='slurm' only"),
-        ({"swarm_id": "../up"}, "swarm_id '../up' is not valid"),
     ],
 )
 def test_options_that_cannot_work_are_refused_clearly(tmp_path, kwargs, words):
     op = operator(tmp_path, **kwargs)
     with pytest.raises(SwarmSpecError, match=words.replace("(", r"\(").replace("[", r"\[")):
-        if "swarm_id" in kwargs:
-            from airflow_provider_locusts.swarm.layout import check_swarm_id
-
-            check_swarm_id(op.swarm_id)
-        else:
-            op._validated()
+        op._validated()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "swarm_id"), [("parent", "../up"), ("templated", "{{ '..' }}"), ("slash", "a/b"), ("hidden", ".hidden")]
+)
+def test_a_swarm_id_that_is_not_a_plain_name_fails_the_task_before_anything_is_staged(run_dag, tmp_path, capfd, case, swarm_id):
+    """Run by Airflow (swarm_id is templated): the task fails saying what to fix, and
+    nothing is created anywhere — the swarm root would otherwise escape work_root."""
+    from airflow.sdk import DAG
+
+    dag_id = f"bad_swarm_id_{case}"
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        operator(tmp_path / "run", swarm_id=swarm_id, work_root=str(tmp_path / "run" / "swarms"))
+    result = run_dag(dag)
+
+    assert result.task_states() == {"swarm": "failed"}
+    rendered = ".." if swarm_id == "{{ '..' }}" else swarm_id
+    (message,) = raised(capfd.readouterr().out)
+    assert message.startswith(f"SwarmSpecError: swarm_id {rendered!r} is not valid: ")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sbatch_directives_default_to_one_node_one_task_no_requeue():

@@ -3,6 +3,7 @@ Airflow retries resuming a swarm, bad input refused before staging, branching on
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from airflow.sdk import DAG
 
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
+from .conftest import raised
 from .test_example1_dag import load_example
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +76,7 @@ def test_three_failing_tasks_are_listed_with_reasons(run_dag, tmp_path, deferrab
     assert (out / "a_3.txt").read_text() == "value 3\ncommon\n"
 
 
-def test_too_many_failures_fail_the_airflow_task_with_a_pointer_to_logs(run_dag, tmp_path):
+def test_too_many_failures_fail_the_airflow_task_with_a_pointer_to_logs(run_dag, tmp_path, capfd):
     dag = swarm_dag("too_many_failures", tmp_path, THREE_FAILURES, max_failed_fraction=0.0)
     result = run_dag(dag)
 
@@ -82,6 +84,17 @@ def test_too_many_failures_fail_the_airflow_task_with_a_pointer_to_logs(run_dag,
     # The lists are pushed before the task fails, for downstream tasks that run anyway.
     assert sorted(result.xcom("swarm", key="failed"), key=int) == ["5", "50", "99"]
     assert len(result.xcom("swarm", key="succeeded")) == 98
+    # The task's error says how many failed, why, where each failed task's logs are, and
+    # where the manifest is.
+    (message,) = raised(capfd.readouterr().out)
+    assert "Error: 3 of 101 tasks failed (allowed fraction 0.0). First failures: " in message
+    (manifest,) = (tmp_path / "out").glob("locusts_manifest.*.jsonl")
+    assert message.endswith(f". Manifest: {manifest}")
+    entries = {m["id"]: m for m in map(json.loads, manifest.read_text().splitlines())}
+    for task_id, reason in FAILING.items():
+        folder = Path(entries[task_id]["folder"])
+        assert f"{task_id}: {reason} (logs in {folder})" in message
+        assert (folder / "stdout.txt").is_file() and (folder / "stderr.txt").is_file()
 
 
 def test_airflow_retry_reruns_only_tasks_that_did_not_succeed(run_dag, tmp_path):
@@ -108,11 +121,17 @@ def test_airflow_retry_reruns_only_tasks_that_did_not_succeed(run_dag, tmp_path)
         assert (tmp_path / "out" / f"a_{i}.txt").read_text() == f"value {i}\n"
 
 
-def test_bad_input_fails_before_anything_is_staged(run_dag, tmp_path):
+def test_bad_input_fails_before_anything_is_staged(run_dag, tmp_path, capfd):
     dag = swarm_dag("bad_input", tmp_path, "cat in_<id>.txt <shared>nosuch > a_<id>.txt")
     result = run_dag(dag)
 
     assert result.task_states() == {"swarm": "failed"}
+    assert raised(capfd.readouterr().out) == [
+        (
+            "SwarmSpecError: "
+            "command uses <shared>nosuch but shared_inputs has no 'nosuch' (known: common)."
+        )
+    ]
     assert not (tmp_path / "swarms").exists()
     assert not (tmp_path / "out").exists()
 

@@ -1,12 +1,15 @@
-"""engine.cancel() stops a running swarm: its manager and the tasks it is running."""
+"""engine.cancel() stops a running swarm: its manager and the tasks it is running — and only those:
+a reused pid and a done manager are left alone."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.shell import LocalShell
@@ -74,23 +77,56 @@ def test_cancel_stops_manager_and_running_tasks(tmp_path, run_swarm_round):
     assert not (root / "exec" / "done_r0m0").exists()
 
 
-def test_cancel_leaves_finished_managers_and_foreign_pids_alone(tmp_path, run_swarm_round):
-    """A done manager is skipped; a pid file naming a process that is not the manager is not signalled."""
+def stand_in_group(argv: list[str]) -> subprocess.Popen:
+    """A process that leads a process group (and session) of its own with a `sleep` child, as a
+    manager does: signalling the group reaches both."""
+    return subprocess.Popen(argv, start_new_session=True)
+
+
+@pytest.mark.parametrize(
+    ("done", "runs_manager_script", "signalled"),
+    [
+        # The positive control: a group running this manager's script is stopped.
+        (False, True, True),
+        # The manager's pid was reused by an unrelated process group: left alone.
+        (False, False, False),
+        # A done manager is skipped, whatever its pid now names.
+        (True, True, False),
+    ],
+    ids=["unfinished-manager-stopped", "reused-pid-left-alone", "done-manager-skipped"],
+)
+def test_cancel_signals_a_process_group_only_for_an_unfinished_manager_still_running_its_script(
+    tmp_path, run_swarm_round, done, runs_manager_script, signalled
+):
     spec = build_spec(command="true", args=[["x"]], output_dir=tmp_path / "out")
     root = tmp_path / "root"
     engine = SwarmEngine(spec, "cancel2", str(root), LocalShell(), EngineOptions(heartbeat_interval=1))
     run_swarm_round(engine, engine.prepare_round())
-    # pretend the manager's pid was reused by an unrelated process of ours
-    bystander = subprocess.Popen(["sleep", "30"])
+    assert (root / "exec" / "done_r0m0").exists()
+    # A process group in place of the finished manager's: its leader's command line names the
+    # manager's script or not; `sleep 30 & wait` keeps bash from exec-ing the sleep.
+    name = "./manager_r0m0.sh" if runs_manager_script else "./unrelated.sh"
+    group = stand_in_group(["bash", "-c", "sleep 30 & wait", name])
     try:
-        (root / "exec" / "done_r0m0").unlink()
-        (root / "exec" / "pid_r0m0").write_text(f"{bystander.pid} {os.uname().nodename}\n")
+        assert wait_until(lambda: len(Path(f"/proc/{group.pid}/task/{group.pid}/children").read_text().split()) == 1, 10)
+        (sleeper,) = map(int, Path(f"/proc/{group.pid}/task/{group.pid}/children").read_text().split())
+        if not done:
+            (root / "exec" / "done_r0m0").unlink()
+        (root / "exec" / "pid_r0m0").write_text(f"{group.pid} {os.uname().nodename}\n")
+
         engine.cancel()
-        time.sleep(0.2)
-        assert bystander.poll() is None, "cancel signalled a process that is not the manager"
+
+        if signalled:
+            assert wait_until(lambda: group.poll() is not None and not alive(sleeper), 15), "the manager's group was not stopped"
+        else:
+            time.sleep(0.5)
+            assert group.poll() is None and alive(sleeper), "cancel signalled a process group it must leave alone"
     finally:
-        bystander.kill()
-        bystander.wait(timeout=10)
+        try:
+            os.killpg(group.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        group.wait(timeout=10)
 
 
 def processes_in(folder: Path) -> list[int]:

@@ -23,7 +23,7 @@ from airflow_provider_locusts.swarm.table import TaskRow
 HOSTILE = ["plain", "with space", "quote'd", 'dq"x', "$(touch pwned)", "`touch pwned`", "semi;colon", "new\nline", "star*", "-dash"]
 
 
-def row(index: int, folder: str, outputs: list[str], staged: tuple[str, ...] = ("task.sh",)) -> TaskRow:
+def row(index: int, folder: str, outputs: list[str], staged: tuple[str, ...] = ("in_top.txt",)) -> TaskRow:
     return TaskRow(index=index, task_id=str(index), folder=folder, outputs=tuple(outputs), staged=staged)
 
 
@@ -100,14 +100,14 @@ def test_host_sink_shards_outputs_by_batch_and_reads_names_as_bytes(tmp_path, mo
 def test_reset_keeps_only_what_staging_put_into_a_folder(tmp_path):
     work = tmp_path / "work"
     make_task(work, "batch_0/task_a", {
-        "task.sh": "echo", "in_a.txt": "input", "deep/in/b.txt": "nested input",
+        "in_top.txt": "echo", "in_a.txt": "input", "deep/in/b.txt": "nested input",
         "out_a.txt": "partial", "stdout.txt": "x", "deep/junk.txt": "j", "deep/in/junk": "j", "made/by/task": "t",
         "$(touch pwned)": "t", "new\nline": "t",
     })
-    records = b"batch_0/task_a\x003\x00task.sh\x00in_a.txt\x00deep/in/b.txt\x00"
+    records = b"batch_0/task_a\x003\x00in_top.txt\x00in_a.txt\x00deep/in/b.txt\x00"
     LocalShell().run_script(host_script("reset_tasks.sh"), [str(work)], stdin_data=records).check("reset")
     left = sorted(str(p.relative_to(work / "batch_0/task_a")) for p in (work / "batch_0/task_a").rglob("*"))
-    assert left == ["deep", "deep/in", "deep/in/b.txt", "in_a.txt", "task.sh"]
+    assert left == ["deep", "deep/in", "deep/in/b.txt", "in_a.txt", "in_top.txt"]
     assert (work / "batch_0/task_a/deep/in/b.txt").read_text() == "nested input"
 
 

@@ -27,10 +27,13 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def skip_or_fail(message: str) -> None:
-    """Skip on a developer's machine; fail in CI, which must never pass by skipping."""
+def skip_or_fail(message: str, fail_as_root: bool = False) -> None:
+    """Skip on a developer's machine; fail in CI, which must never pass by skipping, and with
+    `fail_as_root` also as root, who can start what is missing (as tests/run.sh does)."""
     if in_ci():
         pytest.fail(f"CI must not skip these tests: {message}", pytrace=False)
+    if fail_as_root and os.geteuid() == 0:
+        pytest.fail(f"running as root, these tests must not be skipped: {message}", pytrace=False)
     pytest.skip(message)
 
 
@@ -109,10 +112,14 @@ def read_cluster_env() -> tuple[Path, dict[str, str] | None]:
 
 
 def running_cluster() -> Cluster:
-    """The running test cluster; skips (fails in CI) when it is not started or not root."""
+    """The running test cluster. Skips when not root; when it is not started, skips only as
+    another user outside CI (as root, or in CI, the cluster tests must never be skipped)."""
     env_file, values = read_cluster_env()
     if values is None:
-        skip_or_fail(f"the SSH + SLURM test cluster is not running ({env_file} is missing): run tests/cluster/start.sh")
+        skip_or_fail(
+            f"the SSH + SLURM test cluster is not running ({env_file} is missing): run tests/cluster/start.sh",
+            fail_as_root=True,
+        )
     if os.geteuid() != 0:
         skip_or_fail("the cluster tests run as root (the Airflow side), as CI does")
     missing = REQUIRED_KEYS - set(values)

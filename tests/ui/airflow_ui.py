@@ -78,12 +78,13 @@ class UiAirflow(AirflowServices):
                              "--firstname", user.name, "--lastname", "Test", "--email", f"{user.name}@example.org",
                              "--role", user.role)
 
-    def create_fab_role_for_dag(self, role: str, dag_id: str, user: User) -> None:
-        """A role that may read one DAG (its runs, task instances, logs and XComs), and a user in it."""
+    def create_fab_role_for_dag(self, role: str, dag_id: str, user: User, task_logs: bool = True) -> None:
+        """A role that may read one DAG (its runs, task instances, XComs, and logs unless
+        `task_logs` is False), and a user in it."""
         self.airflow("sync-perm", "--include-dags")  # creates the DAG:<dag_id> resources
         self.airflow("roles", "create", role)
-        self.airflow("roles", "add-perms", role, "-a", "can_read", "-r", f"DAG:{dag_id}", "DAG Runs",
-                     "Task Instances", "Task Logs", "XComs", "Website")
+        resources = [f"DAG:{dag_id}", "DAG Runs", "Task Instances", *(["Task Logs"] if task_logs else []), "XComs", "Website"]
+        self.airflow("roles", "add-perms", role, "-a", "can_read", "-r", *resources)
         self.airflow("users", "create", "--username", user.name, "--password", user.password,
                      "--firstname", user.name, "--lastname", "Test", "--email", f"{user.name}@example.org",
                      "--role", role)
@@ -203,3 +204,47 @@ def wait_for_text(browser, text: str, timeout: float = 60, frame: bool = False) 
     except Exception as error:
         raise AssertionError(f"{text!r} not shown within {timeout}s at {browser.driver.current_url}; page text:\n{last[:3000]}") from error
     return last
+
+
+def wait_js(browser, condition: str, timeout: float = 60, what: str = "") -> object:
+    """Wait (bounded) until the JavaScript expression `condition` is truthy in the current
+    page (or frame); returns its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser.driver, timeout, poll_frequency=0.25).until(
+            lambda d: d.execute_script(f"return ({condition});"))
+    except Exception as error:
+        text = browser.driver.execute_script("return document.body ? document.body.innerText : ''") or ""
+        raise AssertionError(f"{what or condition} not true within {timeout}s at {browser.driver.current_url}; "
+                             f"page text:\n{text[:3000]}") from error
+
+
+def timed_get(airflow: UiAirflow, path: str, user: User, timeout: float = 60) -> tuple[int, Any, float | None]:
+    """GET as `user`: (status, parsed JSON or text, the app's Server-Timing in ms)."""
+    request = urllib.request.Request(airflow.url + path, headers={"Authorization": f"Bearer {airflow.token(user)}",
+                                                                   "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, raw, headers = error.code, error.read(), error.headers
+    timing = headers.get("Server-Timing", "")
+    server_ms = float(timing.split("dur=", 1)[1]) if "dur=" in timing else None
+    text = raw.decode(errors="replace")
+    body = json.loads(text) if "json" in headers.get("Content-Type", "") and text else text
+    return status, body, server_ms
+
+
+def wait_for_deferred(airflow: UiAirflow, dag_id: str, run_id: str, timeout: float = 300) -> None:
+    """Wait (bounded) until the run's swarm task is deferred; fail at once if it ended instead."""
+
+    def deferred():
+        state = airflow.task_instance(dag_id, run_id, "swarm")["state"]
+        if state in ("failed", "success", "upstream_failed", "skipped", "up_for_retry"):
+            raise AssertionError(f"the swarm task of {dag_id} ended ({state}) instead of deferring:\n"
+                                 + airflow.task_log_tail(dag_id, run_id, "swarm", lines=60))
+        return state == "deferred"
+
+    airflow.wait_for(deferred, timeout, f"the swarm task of {dag_id} to defer",
+                     extra=lambda: airflow.task_log_tail(dag_id, run_id, "swarm"))

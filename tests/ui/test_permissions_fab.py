@@ -55,6 +55,35 @@ def test_the_swarm_view_refuses_the_limited_user_on_the_other_dag_like_airflow_d
     assert fab_airflow.request("GET", f"/locusts/api/swarm?dag_id={HANDLE_DAG}&run_id=nope&task_id=nope", user=limited)[0] == 403
 
 
+DATA_ENDPOINTS = ("/locusts/api/swarm/status", "/locusts/api/swarm/tasks", "/locusts/plots/completion.svg",
+                  "/locusts/plots/timeline.svg", "/locusts/plots/durations.svg")
+
+
+def test_every_endpoint_of_the_view_refuses_the_limited_user_on_the_other_dag(fab_airflow):
+    limited, admin = Users.fab_limited, Users.fab_admin
+    token = fab_airflow.token(limited)
+    for endpoint in (*DATA_ENDPOINTS, "/locusts/api/swarm/logs"):
+        url = view(HANDLE_DAG, endpoint) + "&task=0"
+        assert fab_airflow.request("GET", url, user=limited) == (403, {"detail": "Forbidden"}), endpoint
+        assert fab_airflow.request("GET", url, cookie_token=token) == (403, {"detail": "Forbidden"}), endpoint
+        # The admin is let through: what stops there is the handle, which is not a swarm's.
+        assert fab_airflow.request("GET", url, user=admin)[0] == (200 if endpoint.endswith("/status") else 409), endpoint
+        assert fab_airflow.request("GET", url)[0] == 401, endpoint
+    status, body = fab_airflow.request("GET", view(OTHER_DAG, "/locusts/api/swarm/status"), user=limited)
+    assert (status, body["phase"]) == (200, "none")
+    assert fab_airflow.request("GET", view(OTHER_DAG, "/locusts/api/swarm/logs") + "&task=0", user=limited)[0] == 404
+
+
+def test_log_tails_need_airflows_task_logs_permission(fab_airflow):
+    """A user who may read the DAG's task instances but not its task logs sees the view and
+    no log tail: the check Airflow's own log endpoint makes."""
+    no_logs = Users.fab_no_logs
+    assert fab_airflow.request("GET", f"/api/v2/dags/{OTHER_DAG}/dagRuns/{RUN_ID}/taskInstances/plain/logs/1", user=no_logs)[0] == 403
+    assert fab_airflow.request("GET", view(OTHER_DAG, "/locusts/api/swarm/status"), user=no_logs)[0] == 200
+    assert fab_airflow.request("GET", view(OTHER_DAG, "/locusts/api/swarm/logs") + "&task=0", user=no_logs) == (403, {"detail": "Forbidden"})
+    assert fab_airflow.request("GET", view(OTHER_DAG, "/locusts/api/swarm/logs") + "&task=0", user=Users.fab_limited)[0] == 404
+
+
 def test_without_a_session_the_view_answers_401_or_sends_to_fab_login(fab_airflow):
     assert fab_airflow.request("GET", view(HANDLE_DAG))[0] == 401
     status, location = fab_airflow.request("GET", view(HANDLE_DAG, "/locusts/swarm"))

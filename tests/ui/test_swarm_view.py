@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.ui.airflow_ui import login, wait_for_text
+from tests.ui.airflow_ui import login, wait_for_text, wait_js
 from tests.ui.conftest import RUN_ID, Users
-from tests.ui.dags import HANDLE_DAG, HOSTILE, OTHER_DAG, SWARM_DAG
+from tests.ui.dags import HANDLE_DAG, HOSTILE, OTHER_DAG, SWARM_DAG, SWARM_FAILING, SWARM_TASKS
 
 pytestmark = [pytest.mark.services]
 
@@ -28,12 +28,19 @@ def test_the_plugin_is_loaded_from_the_package_with_its_tab_and_app(simple_airfl
     (view,) = locusts["external_views"]
     assert (view["name"], view["destination"], view["url_route"]) == ("Swarm", "task_instance", "locusts-swarm")
     assert view["href"] == "/locusts/swarm?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
-    assert simple_airflow.api("GET", "/api/v2/plugins/importErrors")["total_entries"] == 0
+    errors = simple_airflow.api("GET", "/api/v2/plugins/importErrors")
+    assert errors["total_entries"] == 0, errors
 
 
 def test_requests_without_a_session_are_refused_and_the_page_sends_to_login(simple_airflow):
     query = view_query(HANDLE_DAG, "record")
-    assert simple_airflow.request("GET", f"/locusts/api/swarm?{query}")[0] == 401
+    for endpoint in ("/locusts/api/swarm", "/locusts/api/swarm/status", "/locusts/api/swarm/tasks", "/locusts/plots/completion.svg",
+                     "/locusts/plots/timeline.svg", "/locusts/plots/durations.svg"):
+        assert simple_airflow.request("GET", f"{endpoint}?{query}") == (401, {"detail": "Not authenticated"}), endpoint
+    assert simple_airflow.request("GET", f"/locusts/api/swarm/logs?{query}&task=0") == (401, {"detail": "Not authenticated"})
+    # The page's script is public: the same bytes for everyone, no data in it.
+    status, script = simple_airflow.request("GET", "/locusts/static/swarm.js")
+    assert status == 200 and "api/swarm/status" in script and HANDLE_DAG not in script
     status, location = simple_airflow.request("GET", f"/locusts/swarm?{query}")
     assert status == 303
     assert urlsplit(location).path == "/auth/login"
@@ -55,6 +62,22 @@ def test_a_viewer_reads_the_recorded_handle_and_bad_requests_get_clear_errors(si
     assert simple_airflow.request("GET", f"/locusts/api/swarm?dag_id={HANDLE_DAG}", user=viewer)[0] == 422
     # "~" means "every DAG" to Airflow's own dependency; here it names no DAG: refused.
     assert simple_airflow.request("GET", f"/locusts/api/swarm?{view_query('~', 'record')}", user=viewer)[0] == 403
+    # That handle is not one the view can read: it says so, and reads nothing.
+    status, body = simple_airflow.request("GET", f"/locusts/api/swarm/status?{view_query(HANDLE_DAG, 'record')}", user=viewer)
+    assert status == 200 and body["phase"] == "error" and "lacks fields" in body["message"]
+    for endpoint in ("/locusts/api/swarm/tasks", "/locusts/plots/timeline.svg", "/locusts/api/swarm/logs"):
+        status, body = simple_airflow.request("GET", f"{endpoint}?{view_query(HANDLE_DAG, 'record')}&task=0", user=viewer)
+        assert status == 409 and "lacks fields" in body["detail"], endpoint
+    # A task instance without a swarm: nothing to show.
+    status, body = simple_airflow.request("GET", f"/locusts/api/swarm/status?{view_query(OTHER_DAG, 'plain')}", user=viewer)
+    assert (status, body["phase"], body["swarm"]) == (200, "none", None)
+    assert simple_airflow.request("GET", f"/locusts/api/swarm/tasks?{view_query(OTHER_DAG, 'plain')}", user=viewer)[0] == 404
+    # Only integers name a task; no path is accepted anywhere.
+    for bad in ("../../etc/passwd", "-1", "1.5", "0x10"):
+        status, _ = simple_airflow.request("GET", f"/locusts/api/swarm/logs?{view_query(SWARM_DAG, 'swarm')}&task={quote(bad)}", user=viewer)
+        assert status == 422, bad
+    assert simple_airflow.request("GET", f"/locusts/plots/passwd.svg?{view_query(SWARM_DAG, 'swarm')}", user=viewer)[0] == 422
+    assert simple_airflow.request("GET", f"/locusts/api/swarm/tasks?{view_query(SWARM_DAG, 'swarm')}&sort=id", user=viewer)[0] == 422
 
 
 @pytest.mark.browser
@@ -72,12 +95,17 @@ def test_the_swarm_tab_shows_the_view_and_a_recorded_handle_as_text(simple_airfl
     assert urlsplit(browser.driver.current_url).path.endswith("/plugin/locusts-swarm")
     browser.driver.switch_to.frame(frame)
     try:
-        text = wait_for_text(browser, "Where the swarm lives")
+        wait_js(browser, "document.body.dataset.phase === 'error'", 60, "the view to read the handle")
+        assert "the recorded swarm handle lacks fields" in browser.driver.find_element(By.ID, "message").text
+        browser.driver.find_element(By.TAG_NAME, "summary").click()  # "Where the swarm lives"
         handle = browser.driver.find_element(By.ID, "handle").text
         assert HOSTILE[0] in handle and HOSTILE[1].replace('"', '\\"') in handle  # shown as text (JSON)
-        assert browser.driver.find_elements(By.TAG_NAME, "img") == []
-        assert browser.driver.find_elements(By.TAG_NAME, "script") == []
-        assert f"DAG\n{HANDLE_DAG}" in text and "task\nrecord" in text and "state\nsuccess" in text
+        assert [img.get_attribute("src") for img in browser.driver.find_elements(By.TAG_NAME, "img")] == [None, None, None]
+        (script,) = browser.driver.find_elements(By.TAG_NAME, "script")
+        assert script.get_attribute("src").endswith("/locusts/static/swarm.js")
+        assert browser.driver.find_element(By.ID, "dag-id").text == HANDLE_DAG
+        assert browser.driver.find_element(By.ID, "task-id").text == "record"
+        assert browser.driver.find_element(By.ID, "ti-state").text == "success"
     finally:
         browser.driver.switch_to.default_content()
     browser.screenshot("swarm_tab_with_handle")
@@ -101,9 +129,22 @@ def test_the_extra_link_of_a_swarm_task_opens_its_view(simple_airflow, browser):
     assert link.get_attribute("href") == expected and link.text.strip() == "Swarm"
     browser.screenshot("swarm_task_with_extra_link")
     browser.driver.get(link.get_attribute("href"))  # the link opens a new tab; the same URL here
-    text = wait_for_text(browser, f"DAG\n{SWARM_DAG}")
-    assert "task\nswarm" in text and "state\nsuccess" in text
-    browser.screenshot("swarm_view_from_extra_link")
+    wait_js(browser, f"document.body.dataset.phase === 'ended' && document.querySelectorAll('#tasks tbody tr').length === {SWARM_TASKS}",
+            60, "the ended swarm's tasks")
+    assert browser.driver.find_element(By.ID, "dag-id").text == SWARM_DAG
+    assert browser.driver.find_element(By.ID, "ti-state").text == "success"
+    row = [td.text for td in browser.driver.find_elements(By.CSS_SELECTOR, f"#tasks tbody tr:nth-child({SWARM_FAILING + 1}) td")]
+    assert row[:5] == [str(SWARM_FAILING), str(SWARM_FAILING), "failed", f"exit code 3; missing outputs: out_{SWARM_FAILING}.txt", "3"]
+    browser.driver.find_element(By.CSS_SELECTOR, f"#tasks tbody tr:nth-child({SWARM_FAILING + 1}) td.id button").click()
+    wait_js(browser, f"document.body.dataset.logs === '{SWARM_FAILING}'", 60, "the failed task's logs")
+    assert browser.driver.find_element(By.ID, "log-stderr").text == "failing on purpose"
+    browser.screenshot("swarm_view_from_extra_link", full_page=True, max_height=2400)
+    # A task that succeeded kept no stderr (it was empty): the view says so, not an error.
+    browser.driver.find_element(By.CSS_SELECTOR, "#tasks tbody tr:nth-child(1) td.id button").click()
+    wait_js(browser, "document.body.dataset.logs === '0'", 60, "task 0's logs")
+    assert browser.driver.find_element(By.ID, "log-stderr").text == "(empty)"
+    assert browser.driver.find_element(By.ID, "log-stdout").text == "task 0"
+    assert not browser.driver.find_element(By.ID, "log-error").is_displayed()
 
 
 @pytest.mark.browser
@@ -113,9 +154,11 @@ def test_a_task_without_a_swarm_says_so_and_login_leads_back_to_the_page(simple_
     from tests.ui.airflow_ui import login_form
 
     login_form(browser, Users.viewer)
-    text = wait_for_text(browser, "No swarm recorded for this task instance yet.")
+    wait_for_text(browser, "No swarm recorded for this task instance yet.")
     assert browser.driver.current_url == page
-    assert f"DAG\n{OTHER_DAG}" in text
+    from selenium.webdriver.common.by import By
+
+    assert browser.driver.find_element(By.ID, "dag-id").text == OTHER_DAG
     browser.screenshot("swarm_view_no_swarm")
 
 

@@ -79,21 +79,64 @@ def test_the_map_index_placeholder_of_unmapped_tasks_reads_as_minus_one():
         assert error.value.status_code == 422
 
 
+def _readable_entity(route):
+    """The entity (task instances, task logs) a route's `readable(...)` dependency checks, or None."""
+    from fastapi.dependencies.utils import get_flat_dependant
+
+    for dependency in get_flat_dependant(route.dependant).dependencies:
+        call = dependency.call
+        if getattr(call, "__qualname__", "").startswith("readable."):
+            cells = dict(zip(call.__code__.co_freevars, (c.cell_contents for c in call.__closure__ or ())))
+            return cells["entity"]
+    return None
+
+
 def test_every_route_of_the_view_requires_an_airflow_user_allowed_on_the_dag():
-    """A guard for routes to come: each one resolves Airflow's get_user and the DAG check,
-    and the app publishes no unauthenticated docs or schema."""
+    """A guard for routes to come: each one resolves Airflow's get_user and the DAG check (the
+    task-logs permission for log tails), but the static script, which holds no data; the app
+    publishes no unauthenticated docs or schema."""
     from fastapi.dependencies.utils import get_flat_dependant
     from fastapi.routing import APIRoute
 
     from airflow_provider_locusts.www import airflow_auth
-    from airflow_provider_locusts.www.app import create_app
+    from airflow_provider_locusts.www.app import PUBLIC_ROUTES, create_app
 
     app = create_app()
     routes = [r for r in app.routes if isinstance(r, APIRoute)]
-    assert {r.path for r in routes} >= {"/swarm", "/api/swarm"}
+    assert {r.path for r in routes} == {"/swarm", "/api/swarm", "/api/swarm/status", "/api/swarm/tasks", "/api/swarm/logs",
+                                        "/plots/{name}.svg", "/static/swarm.js"}
+    assert PUBLIC_ROUTES == {"/static/swarm.js"}
     for route in routes:
+        if route.path in PUBLIC_ROUTES:
+            assert _readable_entity(route) is None and route.dependant.query_params == []
+            continue
         calls = {d.call for d in get_flat_dependant(route.dependant).dependencies}
         assert airflow_auth.get_user in calls, route.path
-        assert any(getattr(c, "__qualname__", "").startswith("readable.") for c in calls), route.path
+        expected = airflow_auth.TASK_LOGS if route.path == "/api/swarm/logs" else airflow_auth.TASK_INSTANCE
+        assert _readable_entity(route) == expected, route.path
     assert (app.docs_url, app.redoc_url, app.openapi_url) == (None, None, None)
     assert [r.path for r in app.routes if not isinstance(r, APIRoute)] == []
+
+
+def test_without_a_session_every_data_route_answers_401_and_the_script_holds_no_data():
+    """Through the real app (no api-server): Airflow's get_user refuses before anything is read."""
+    from importlib import resources
+
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_locusts.www.app import create_app
+
+    client = TestClient(create_app())
+    ti = "dag_id=d&run_id=r&task_id=t&map_index=-1"
+    for path in ("/api/swarm", "/api/swarm/status", "/api/swarm/tasks?page=2&failed_only=true&q=x&sort=-duration",
+                 "/api/swarm/logs?task=3", "/plots/completion.svg", "/plots/timeline.svg", "/plots/durations.svg"):
+        response = client.get(path + ("&" if "?" in path else "?") + ti)
+        assert response.status_code == 401, path
+        assert response.json() == {"detail": "Not authenticated"}
+        assert response.headers["cache-control"] == "no-store"
+    script = client.get("/static/swarm.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.content == resources.files("airflow_provider_locusts.www").joinpath("static/swarm.js").read_bytes()
+    assert client.get("/static/swarm.js?" + ti).content == script.content  # the same bytes for everyone
+    assert ".innerHTML" not in script.text and "insertAdjacentHTML" not in script.text and "eval(" not in script.text
+    assert client.get("/static/other.js").status_code == 404

@@ -1,4 +1,4 @@
-"""Smoke tests of the multi-host CeleryExecutor deployment (conftest.py, deployment.py):
+"""The multi-host CeleryExecutor deployment (conftest.py, deployment.py), and swarms on it:
 
 - it comes up healthy, with CeleryExecutor, two workers answering on different hosts and
   only loopback listening sockets;
@@ -14,7 +14,13 @@
   runs on the other worker and runs only the failed task again;
 - local mode (no SSH connection) on this deployment: deferrable, it is refused before
   anything is staged (the triggerer could not see the worker's disk); with
-  deferrable=False the worker that started the swarm watches it to the end.
+  deferrable=False the worker that started the swarm watches it to the end;
+- Example 1 over SSH + SLURM: `execute` on one worker, which is stopped while the task is
+  deferred, `execute_complete` on the other: 202 outputs, the XCom lists right;
+- a user marks the deferred task failed (REST API, as the UI does): the swarm's SLURM jobs
+  leave the queue;
+- the swarm's poll breaks on the host (not a lost connection): the task fails saying so,
+  and the manifest holds what was known.
 
 The swarm DAGs' tasks wait for a gate file on the cluster that the test creates when it
 wants them to go on, so the deferral is certain whatever the machine's speed.
@@ -22,6 +28,7 @@ wants them to go on, so the deferral is certain whatever the machine's speed.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
@@ -38,6 +45,7 @@ from tests.support.airflow_services import TERMINAL_TI_STATES
 
 pytestmark = pytest.mark.deployment
 
+REPO = Path(__file__).resolve().parents[2]
 SWARM_TASKS = 6
 HOSTS_DAG = "deploy_hosts"
 SLURM_DAG = "deploy_swarm_slurm"
@@ -46,7 +54,7 @@ RETRY_DAG = "deploy_swarm_retry"
 LOCAL_DEFERRABLE_DAG = "deploy_local_deferrable"
 LOCAL_BLOCKING_DAG = "deploy_local_blocking"
 
-DAG_FILE = '''"""DAGs of tests/deployment/test_deployment_smoke.py (written by the test)."""
+DAG_FILE = '''"""DAGs of tests/deployment/test_celery_deployment.py (written by the test)."""
 import os
 import socket
 from datetime import datetime
@@ -159,12 +167,70 @@ for dag_id, deferrable in (("deploy_local_deferrable", True), ("deploy_local_blo
 
 swarm_dag("deploy_swarm_slurm", "slurm", {"slurm_options": {"partition": "debug", "time": "00:10:00", "cpus_per_task": 1}})
 swarm_dag("deploy_swarm_direct", "direct", {})
+
+
+# Example 1 of the original locusts (dags_examples/example1_data.py), each task first waiting
+# (bounded) for the gate file on the cluster, over SSH + SLURM.
+@EXAMPLE1@
+with DAG("deploy_example1_slurm", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    gate = '{{ dag_run.conf["gate"] }}'
+    LocustsSwarmOperator(
+        task_id="swarm",
+        command=f"for i in $(seq 1 1500); do [ -e {gate} ] && break; sleep 0.2; done; [ -e {gate} ] || exit 3; " + COMMAND,
+        input_dir='{{ dag_run.conf["input_dir"] }}',
+        task_inputs=TASK_INPUTS,
+        shared_inputs=SHARED_INPUTS,
+        outputs=OUTPUTS,
+        output_dir='{{ dag_run.conf["output_dir"] }}',
+        ssh_conn_id="locusts_test_ssh",
+        remote_root='{{ dag_run.conf["remote_root"] }}',
+        scheduler="slurm",
+        processes=4,
+        slurm_options={"partition": "debug", "cpus_per_task": 1, "time": "00:10:00"},
+        poll_interval=1,
+        heartbeat_interval=2,
+        heartbeat_timeout=60,
+        deferrable=True,
+        retries=0,
+    )
+
+# Tasks that sleep for ten minutes, as SLURM jobs (the mark-failed test), and gated tasks
+# started directly over SSH (the broken-poll test).
+for dag_id, scheduler, command in (
+    ("deploy_mark_failed", "slurm", "sleep 600"),
+    ("deploy_unpollable", "direct", "[ <arg0> = 0 ] && echo <arg0> > out_<id>.txt || sleep 600"),
+):
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+        LocustsSwarmOperator(
+            task_id="swarm",
+            command=command,
+            args=[[i] for i in range(4)],
+            outputs=["out_<id>.txt"],
+            output_dir='{{ dag_run.conf["output_dir"] }}',
+            ssh_conn_id="locusts_test_ssh",
+            remote_root='{{ dag_run.conf["remote_root"] }}',
+            swarm_id='{{ dag_run.conf["token"] }}',
+            scheduler=scheduler,
+            nodes=2,
+            processes=1,
+            slurm_options={"partition": "debug", "cpus_per_task": 1} if scheduler == "slurm" else None,
+            poll_interval=1,
+            heartbeat_interval=2,
+            heartbeat_timeout=60,
+            deferrable=True,
+            retries=0,
+        )
 '''
 
 
 def write_dags(deployment: CeleryDeployment) -> None:
     """Called by the `deployment` fixture before the services start."""
-    text = DAG_FILE.replace("@DATA@", repr(str(deployment.data))).replace("@SWARM_TASKS@", str(SWARM_TASKS))
+    example1 = (REPO / "dags_examples" / "example1_data.py").read_text().replace("from __future__ import annotations\n", "")
+    text = (
+        DAG_FILE.replace("@DATA@", repr(str(deployment.data)))
+        .replace("@SWARM_TASKS@", str(SWARM_TASKS))
+        .replace("@EXAMPLE1@", example1)
+    )
     (deployment.dags / "locusts_deployment_dags.py").write_text(text)
 
 
@@ -395,3 +461,97 @@ def test_a_retry_on_another_worker_reruns_only_the_failed_task_of_an_ssh_copy_mo
     finally:
         if not deployment.worker_running(first):
             deployment.start_worker(first)
+
+
+# --- the state model on several hosts ---------------------------------------------------------
+
+
+def example1_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example1_data_deployment", REPO / "dags_examples" / "example1_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example1_over_ssh_and_slurm_finishes_on_the_other_worker(deployment, cluster, remote_root):
+    example1 = example1_module()
+    token = new_token()
+    folder = deployment.data / token
+    inputs = example1.make_example1_inputs(folder / "in")
+    gate = f"{remote_root}/gate-{token}"
+    conf = {"token": token, "input_dir": str(inputs), "output_dir": str(folder / "out"), "remote_root": remote_root, "gate": gate}
+    dag_id, run_id = "deploy_example1_slurm", f"manual__{token}"
+    deployment.wait_for_dag(dag_id)
+    deployment.trigger_dag(dag_id, run_id, conf=conf)
+    first = wait_deferred_and_polled(deployment, dag_id, run_id)["hostname"]
+    other = deployment.other_worker(first)
+    try:
+        assert deployment.stop_worker(first) == 0, deployment.current(first).tail()
+        cluster.ssh(f"touch {shlex.quote(gate)}", retry_for=SSH_OUTAGE)
+        run = deployment.wait_for_run(dag_id, run_id, 420)
+        assert run["state"] == "success", deployment.run_log_tails(dag_id, run_id, 60)
+        assert deployment.task_hostname(dag_id, run_id, "swarm") == other, "execute_complete did not run on the other worker"
+    finally:
+        if not deployment.worker_running(first):
+            deployment.start_worker(first)
+    ids = [str(i) for i in range(101)]
+    assert deployment.xcom(dag_id, run_id, "swarm", "succeeded") == ids
+    assert deployment.xcom(dag_id, run_id, "swarm", "failed") == []
+    outputs = sorted(p.name for p in (folder / "out").glob("*_output_*.txt"))
+    assert len(outputs) == 202
+    for i in (0, 57, 100):
+        assert (folder / "out" / f"cat_output_{i}.txt").read_text() == (
+            f"first input of task {i}\nsecond input of task {i}\nshared content\n"
+        )
+
+
+def test_marking_the_deferred_task_failed_takes_its_jobs_off_the_queue(deployment, cluster, remote_root):
+    token = new_token()
+    conf = {"token": f"mark-{token}", "output_dir": str(deployment.data / token / "out"), "remote_root": remote_root}
+    dag_id, run_id = "deploy_mark_failed", f"manual__{token}"
+    deployment.wait_for_dag(dag_id)
+    deployment.trigger_dag(dag_id, run_id, conf=conf)
+    wait_deferred_and_polled(deployment, dag_id, run_id)
+    exec_dir = Path(remote_root) / conf["token"] / "exec"  # on the host, read here as root
+    job_ids = deployment.wait_for(
+        lambda: len(ids := [p.read_text().strip() for p in exec_dir.glob("jobid_*")]) == 2 and ids, 60, "two job ids",
+    )
+    deployment.wait_for(lambda: all(cluster.job_state(j) == "RUNNING" for j in job_ids), 60, "both jobs running", names=())
+
+    deployment.set_task_state(dag_id, run_id, "swarm", "failed")
+
+    deployment.wait_for(
+        lambda: all(cluster.job_state(j) in ("CANCELLED", None) for j in job_ids), 90,
+        "the swarm's jobs to be cancelled", extra=lambda: deployment.run_log_tails(dag_id, run_id),
+    )
+    assert cluster.live_jobs_named(conf["token"][:40]) == []
+    assert deployment.task_instance(dag_id, run_id, "swarm")["state"] == "failed"
+
+
+def test_a_poll_broken_on_the_host_fails_the_task_with_the_manifest_of_what_was_known(deployment, cluster, remote_root):
+    token = new_token()
+    out = deployment.data / token / "out"
+    conf = {"token": f"unpollable-{token}", "output_dir": str(out), "remote_root": remote_root}
+    dag_id, run_id = "deploy_unpollable", f"manual__{token}"
+    deployment.wait_for_dag(dag_id)
+    deployment.trigger_dag(dag_id, run_id, conf=conf)
+    wait_deferred_and_polled(deployment, dag_id, run_id)
+    root = f"{remote_root}/{conf['token']}"
+    deployment.wait_for(
+        lambda: " 0 end 0 " in cluster.ssh(f"cat {root}/exec/events_r0m0 2>/dev/null || true", retry_for=SSH_OUTAGE).stdout,
+        60, "task 0 to end", names=(),
+    )
+    # The host's poll script breaks (a disk error, say): the host answers, the poll fails.
+    cluster.ssh(f"printf 'echo poll.sh: Input/output error >&2; exit 5\\n' > {root}/exec/poll.sh", retry_for=SSH_OUTAGE)
+
+    run = deployment.wait_for_run(dag_id, run_id, 240)
+    assert run["state"] == "failed"
+    logs = deployment.task_logs(dag_id, run_id, "swarm")
+    assert "Lost track of the swarm: the swarm's poll failed" in logs and "Input/output error" in logs, logs[-3000:]
+    assert "The manifest holds what was known" in logs
+    manifest = {e["id"]: e for e in map(json.loads, (out / f"locusts_manifest.{conf['token']}.jsonl").read_text().splitlines())}
+    assert manifest["0"]["state"] == "succeeded" and (out / "out_0.txt").read_text() == "0\n"
+    assert all(manifest[str(i)]["reason"].startswith("never ") and "lost track" in manifest[str(i)]["reason"] for i in (1, 2, 3))
+    assert deployment.xcom(dag_id, run_id, "swarm", "succeeded") == ["0"]
