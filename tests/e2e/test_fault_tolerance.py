@@ -108,7 +108,7 @@ def test_killed_manager_tasks_are_rescheduled_and_finished_tasks_keep_their_resu
         assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"{i}\n"
     assert (counters / "12.starts").read_text().count("start") == 2
     # Tasks 0-11 had ended before the victim started (one at a time, in order): they ran once, in round 0.
-    manifest = manifest_of(summary)
+    manifest = manifest_of(result.xcom("swarm"))
     for i in range(12):
         assert (counters / f"{i}.starts").read_text().count("start") == 1, i
         assert manifest[str(i)]["attempts"] == 1, i
