@@ -183,8 +183,17 @@ class SSHTarTransfer:
         if first:  # empty when there is no swarm root there yet
             # Extracted as it arrives ("r|"): the results never sit whole in memory.
             with tarfile.open(fileobj=_Prepended(first, stream), mode="r|") as archive:
-                archive.extractall(local_root, filter="data")
+                archive.extractall(local_root, filter=_data_or_skip)
         finish().check(f"fetching results from {remote_root} on the SSH host")
+
+
+def _data_or_skip(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, skipping what it refuses (a link a task made to an absolute
+    path or out of its folder) instead of failing the whole transfer: never followed here."""
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
 
 
 class _Prepended(io.RawIOBase):

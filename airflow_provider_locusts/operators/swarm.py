@@ -22,6 +22,7 @@ from airflow_provider_locusts.exceptions import (
 from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
 from airflow_provider_locusts.swarm.collect import SwarmResult
 from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
+from airflow_provider_locusts.swarm.environment import build_environment_spec
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmSpecError
 from airflow_provider_locusts.swarm.handle import HANDLE_XCOM_KEY, SwarmHandle
 from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
@@ -110,6 +111,13 @@ class LocustsSwarmOperator(BaseOperator):
         1 s doubling up to 60 s) before the task fails; the swarm keeps running and a retry resumes it
     :param deferrable: wait in the triggerer instead of holding a worker slot; default: Airflow's
         ``[operators] default_deferrable``
+    :param environment_dir: Custom Environment: a whole tree every task runs in, each task in a
+        replica of its own (the tree itself is never written to)
+    :param environment_writable: path patterns of the tree (``*``, ``?``, ``[...]``, ``**``) naming
+        the parts every task gets its own writable copy of; the rest is shared read-only
+    :param environment_workdir: the folder of the tree the command runs in (default: its top)
+    :param environment_inputs_dir: the folder of the tree each task's input files are copied
+        into (default: environment_workdir); it must be writable
     """
 
     operator_extra_links = (SwarmLink(),)
@@ -125,6 +133,10 @@ class LocustsSwarmOperator(BaseOperator):
         "work_root",
         "remote_root",
         "shared_root",
+        "environment_dir",
+        "environment_writable",
+        "environment_workdir",
+        "environment_inputs_dir",
     )
     ui_color = "#c9e7a5"
 
@@ -165,6 +177,10 @@ class LocustsSwarmOperator(BaseOperator):
         heartbeat_timeout: float = 120.0,
         max_poll_failures: int = 8,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        environment_dir: str | None = None,
+        environment_writable: Sequence[str] | None = None,
+        environment_workdir: str | None = None,
+        environment_inputs_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -202,7 +218,10 @@ class LocustsSwarmOperator(BaseOperator):
         self.heartbeat_timeout = heartbeat_timeout
         self.max_poll_failures = max_poll_failures
         self.deferrable = deferrable
-
+        self.environment_dir = environment_dir
+        self.environment_writable = environment_writable
+        self.environment_workdir = environment_workdir
+        self.environment_inputs_dir = environment_inputs_dir
 
     # --- building blocks -------------------------------------------------------------
     @cached_property
@@ -263,6 +282,27 @@ class LocustsSwarmOperator(BaseOperator):
         return placement, self._spec()
 
     def _spec(self) -> SwarmSpec:
+        if self.environment_dir is not None:
+            return build_environment_spec(
+                environment_dir=self.environment_dir,
+                writable=self.environment_writable,
+                workdir=self.environment_workdir,
+                inputs_dir=self.environment_inputs_dir,
+                command=self.command,
+                output_dir=self.output_dir,
+                input_dir=self.input_dir,
+                task_inputs=self.task_inputs,
+                shared_inputs=self.shared_inputs,
+                outputs=self.outputs,
+                args=self.args,
+                processes=self.processes,
+                batch_size=self.batch_size,
+            )
+        if self.environment_writable or self.environment_workdir or self.environment_inputs_dir:
+            raise SwarmSpecError(
+                "environment_writable, environment_workdir and environment_inputs_dir describe a Custom Environment: "
+                "give its tree with environment_dir."
+            )
         return build_spec(
             command=self.command,
             output_dir=self.output_dir,

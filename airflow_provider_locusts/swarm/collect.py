@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from airflow_provider_locusts.swarm.errors import OutputCollisionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
@@ -60,6 +61,7 @@ class TaskResult:
     started_at: float | None = None  # epoch seconds on the swarm's host, last attempt
     ended_at: float | None = None
     manager: str | None = None  # e.g. "r0m1": round 0, manager 1
+    changes: dict | None = None  # Custom Environment: what the task created, modified, deleted
 
     @classmethod
     def from_entry(cls, entry: dict) -> TaskResult:
@@ -109,6 +111,21 @@ class SwarmResult:
 
 def _shortened(text: str) -> str:
     return text if len(text) <= REASON_CHARS_SHOWN else text[: REASON_CHARS_SHOWN - 1] + "…"
+
+
+class GatherExtension(Protocol):
+    """How an environment other than the Default one judges and collects its tasks
+    (replica_gather.ChangesCollector for the Custom Environment)."""
+
+    def failure_reason(self, task: TaskRow, default: str) -> str:
+        """The reason a task failed, given the default one."""
+
+    def details(self, task: TaskRow) -> dict | None:
+        """What the manifest entry of a task that ran holds besides the usual fields."""
+
+    def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> tuple[dict[int, str], dict[int, list[str]]]:
+        """Collect what these tasks (which ended well) produced: (index → reason, for a task that
+        failed after all; index → its outputs' paths in output_dir)."""
 
 
 def manifest_name(swarm_id: str) -> str:
@@ -199,6 +216,7 @@ def gather(
     lost_reason: str | None = None,
     lost_managers: list[str] | None = None,
     host_root: str | None = None,
+    extension: GatherExtension | None = None,
 ) -> SwarmResult:
     """Decide every task's state, collect outputs of the succeeded ones and write the manifest.
 
@@ -206,6 +224,7 @@ def gather(
     `lost_reason` explains tasks that never ended, or were killed with `lost_managers`
     (e.g. "its manager was lost (r0m0: dead (job TIMEOUT))"). `host_root`: the root as
     the swarm's host sees it, for the folders named in the manifest.
+    `extension`: judges and collects the tasks of another environment than the Default one.
     Idempotent: gathering again after an interruption finishes the job.
     """
     previous = read_results(layout)
@@ -239,16 +258,24 @@ def gather(
         else:
             missing = _reported_missing(layout, task) if outcome and outcome.missing_outputs else []
             results[task.index].reason = _failure_reason(outcome, missing, lost_reason, lost_managers or [])
+            if extension and outcome:
+                results[task.index].reason = extension.failure_reason(task, results[task.index].reason)
+        if extension and outcome:
+            results[task.index].changes = extension.details(task)
 
-    missing_by_index = sink.collect(to_collect, overwrite)
+    if extension is None:
+        missing_by_index = sink.collect(to_collect, overwrite)
+        failed = {i: "missing outputs: " + ", ".join(m) for i, m in missing_by_index.items() if m}
+        collected = {t.index: [sink.describe(output_target(t, o, sink.sharded)) for o in t.outputs] for t in to_collect}
+    else:
+        failed, collected = extension.collect(to_collect, overwrite)
     for task in to_collect:
         result = results[task.index]
-        missing = missing_by_index.get(task.index, [])
-        if missing:
-            result.reason = "missing outputs: " + ", ".join(missing)
+        if task.index in failed:
+            result.reason = failed[task.index]
         else:
             result.state = "succeeded"
-            result.outputs = [sink.describe(output_target(task, o, sink.sharded)) for o in task.outputs]
+            result.outputs = collected[task.index]
 
     ordered = [results[t.index] for t in tasks]
     lines = "".join(map(_manifest_line, ordered))
@@ -264,7 +291,10 @@ _RESULT_FIELDS = tuple(TaskResult.__dataclass_fields__)
 
 def _manifest_line(result: TaskResult) -> str:
     # dataclasses.asdict deep-copies each field: far slower than this, once per task.
-    return json.dumps({name: getattr(result, name) for name in _RESULT_FIELDS}) + "\n"
+    entry = {name: getattr(result, name) for name in _RESULT_FIELDS}
+    if entry["changes"] is None:
+        del entry["changes"]  # the Default Environment's entries keep their fields
+    return json.dumps(entry) + "\n"
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -47,7 +47,9 @@ class CommandTemplate:
     def needs_own_shell(self) -> str | None:
         """Why each attempt must run in a bash of its own, or None when a subshell of the
         manager does the same (cheaper: no new bash per task)."""
-        if _OWN_SHELL_NEEDED.search(self.source):
+        # The script, not the source: what the subshell would run (a Custom Environment's
+        # tasks run the user's command in a bash of their own anyway).
+        if _OWN_SHELL_NEEDED.search(self.script):
             return "the command reads $$ or $PPID, which must be the task's own"
         return None
 

@@ -46,6 +46,8 @@ from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.preflight import PreflightReport, preflight
 from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, parse_poll_output
 from airflow_provider_locusts.swarm.render import host_script, render
+from airflow_provider_locusts.swarm.replica import ENVIRONMENT, EnvironmentStaging, concurrency, remove_replicas
+from airflow_provider_locusts.swarm.replica_gather import ChangesCollector
 from airflow_provider_locusts.swarm.shell import Shell
 from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
 from airflow_provider_locusts.swarm.slurm import check_plain_path, check_setup_lines, sbatch_directives
@@ -152,6 +154,8 @@ class SwarmEngine:
         self._processes = spec.processes if spec else None
         # Why each attempt needs a bash of its own (None: a subshell of the manager does).
         self._own_shell = spec.command.needs_own_shell if spec else None
+        # A Custom Environment's settings (environment.py), as the root records them.
+        self.environment: dict | None = spec.environment.settings() if spec and spec.environment else None
 
     @classmethod
     def attach(
@@ -204,6 +208,7 @@ class SwarmEngine:
             self.output_dir = settings["output_dir"]
         if self.output_dir_on_host is None:
             self.output_dir_on_host = settings.get("output_dir_on_host", False)
+        self.environment = settings.get("environment")
         with open(self.local.task_table, encoding="utf-8", errors="surrogateescape") as f:
             self._rows = parse_task_table(f)
 
@@ -226,6 +231,8 @@ class SwarmEngine:
             "output_dir_on_host": self.output_dir_on_host,
             "options": asdict(self.options),
         }
+        if self.environment:
+            settings["environment"] = self.environment
         write_file(Path(self.local.settings), json.dumps(settings, indent=1))
 
     def read_files(self, names: list[str]) -> dict[str, bytes | None]:
@@ -314,6 +321,7 @@ class SwarmEngine:
         if not todo:
             return None
         collect.check_output_dir(self.tasks, self.local, self.sink(), self.options.overwrite_outputs)
+        environment = self._prepare_environment(todo)
         ledger = self._local_ledger()  # exec/ was just pulled: no second round trip
         number = len(ledger["rounds"])
         plans = split_among_managers(todo, self.options.nodes, self.spec.processes, self.options.min_tasks_per_process, number)
@@ -330,12 +338,18 @@ class SwarmEngine:
             builder.stage_shared()
             builder.write_command()
             builder.stage_tasks(todo)
+            if environment is not None:
+                environment.stage()
             self._write_settings()
             self._write_round_scripts(plans)
         except OSError as error:
             if error.errno != errno.ENOSPC:
                 raise
             raise self._no_space(len(todo), needed, free_space(self.local_root)) from error
+        if environment is not None:
+            # Sealed before the round is recorded: a round never starts on an unsealed tree.
+            self._push([ENVIRONMENT])
+            environment.seal()
         round_ = self._append_round(ledger, number, "start", [p.name for p in plans], len(todo))
         if self.transfer is not None:
             # The host's copies of these folders hold an earlier attempt's files: clear them,
@@ -343,6 +357,38 @@ class SwarmEngine:
             self._clear_folders([t.folder for t in todo])
         self._push(["."])
         return round_
+
+    def _prepare_environment(self, todo: list) -> EnvironmentStaging | None:
+        """A Custom Environment's checks before anything is staged (see replica.py): None for
+        the Default Environment."""
+        if self.spec.environment is None:
+            return None
+        sink = self.sink()
+        if not self.options.overwrite_outputs:
+            collector = ChangesCollector(self.local, sink, self.environment["writable"])
+            clash = collector.existing(todo)
+            if clash:
+                owner = {collector.output_folder(t): t.task_id for t in todo}
+                raise collect.OutputCollisionError(
+                    f"output_dir already holds {sink.describe(clash[0])}, where task {owner[clash[0]]!r}'s changes would go: "
+                    "move it away, choose another output_dir, or set overwrite_outputs=True."
+                )
+        settings = Path(self.local.settings)
+        recorded = json.loads(settings.read_text()).get("environment") if settings.exists() else None
+        staging = EnvironmentStaging(
+            self.spec,
+            self.shell,
+            self.local_root,
+            self.layout.root,
+            dir_mode=0o2775 if self.options.group_writable else 0o755,
+            other_account=self.options.group_writable,
+        )
+        staging.prepare(
+            todo,
+            concurrency(len(todo), self.options.nodes, self.spec.processes),
+            recorded["digest"] if recorded else None,
+        )
+        return staging
 
     def _no_space(self, tasks: int, needed: tuple[int, int], free: tuple[int, int]) -> SwarmNoSpaceError:
         mb = 1 << 20
@@ -365,6 +411,8 @@ class SwarmEngine:
         ledger = self._local_ledger()
         number = len(ledger["rounds"])
         plans = split_among_managers(todo, self.options.nodes, self.processes, self.options.min_tasks_per_process, number)
+        if self.environment:
+            remove_replicas(self.shell, self.layout.root, todo)  # each runs again in a fresh replica
         self._reset_folders(todo)
         # A lost manager may not have removed the empty logs of the tasks it finished.
         todo_indexes = {t.index for t in todo}
@@ -478,7 +526,7 @@ class SwarmEngine:
         self._pull_for_gather(sink)
         result = collect.gather(
             self.tasks, self.local, self.swarm_id, sink, self.options.overwrite_outputs, lost_reason, lost_managers,
-            host_root=self.layout.root,
+            host_root=self.layout.root, extension=self._gather_extension(sink),
         )
         self._push(["exec/results.jsonl"])
         if report is not None:
@@ -487,6 +535,11 @@ class SwarmEngine:
             except Exception as error:  # noqa: BLE001 - the results stand without their report
                 log.warning("Swarm %s: the HTML report was not written: %s: %s", self.swarm_id, type(error).__name__, error)
         return result
+
+    def _gather_extension(self, sink: OutputSink) -> ChangesCollector | None:
+        if not self.environment:
+            return None
+        return ChangesCollector(self.local, sink, self.environment["writable"])
 
     def _write_report(self, result: collect.SwarmResult, sink: OutputSink, report: ReportWriter) -> str:
         """The report, from the manifest records and the failed tasks' logs in the local view
@@ -529,6 +582,7 @@ class SwarmEngine:
         outcomes = collect.fold_event_files(self.local)
         already = {i for i, e in collect.read_results(self.local).items() if e["state"] == "succeeded"}
         outputs_here = isinstance(sink, LocalSink)
+        extension = self._gather_extension(sink)
         wanted = []
         for task in self.tasks:
             outcome = outcomes.get(task.index)
@@ -540,6 +594,8 @@ class SwarmEngine:
                     wanted += [f"{base}/{o}" for o in task.outputs]
             else:
                 wanted += [f"{base}/stdout.txt", f"{base}/stderr.txt", f"{base}/{collect.MISSING_OUTPUTS_FILE}"]
+            if extension is not None:
+                wanted += extension.pull_paths(task.folder, outcome.ok and outputs_here)
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
 

@@ -9,8 +9,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from airflow_provider_locusts.swarm.command import CommandTemplate, SwarmSpecError
+
+if TYPE_CHECKING:
+    from airflow_provider_locusts.swarm.environment import EnvironmentSpec
 
 ID_HANDLE = "<id>"
 # Characters kept as they are in a task folder name; anything else becomes "_".
@@ -45,6 +49,8 @@ class SwarmSpec:
     batch_size: int
     argument_mode: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
+    # A Custom Environment (environment.py): every task runs in a replica of a whole tree.
+    environment: EnvironmentSpec | None = None
 
     @property
     def total(self) -> int:

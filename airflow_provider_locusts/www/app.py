@@ -281,7 +281,8 @@ def create_app(reader: SwarmReader | None = None) -> FastAPI:
                 "truncated": tail.truncated,
                 "text": tail.data.decode("utf-8", errors="replace"),
             }
-        return _json({"index": logs.row.index, "id": logs.row.task_id, "folder": logs.folder, **streams})
+        return _json({"index": logs.row.index, "id": logs.row.task_id, "folder": logs.folder, **streams,
+                      "changes": _task_changes(reader, handle, logs.row.index)})
 
     @app.get(PLOTS)
     def swarm_plot(key: ReadableTaskInstance, session: SessionDep, name: PlotName) -> Response:
@@ -321,6 +322,16 @@ def _results(reader: SwarmReader, handle) -> ManifestTable:
     if table is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No per-task results were gathered for this swarm yet.")
     return table
+
+
+def _task_changes(reader: SwarmReader, handle, index: int) -> dict | None:
+    """A Custom Environment task's changes from the results, once gathered; None otherwise
+    (the logs are worth showing without them, so a failed read is not an error here)."""
+    try:
+        table = reader.results(handle)
+    except Exception:  # noqa: BLE001 - the results table reports its own errors
+        return None
+    return table.changes_of(index) if table is not None else None
 
 
 def _message_svg(name: str, message: str) -> str:

@@ -19,8 +19,9 @@ import time
 import weakref
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from operator import attrgetter
+from typing import Any
 
 from airflow_provider_locusts.swarm.host_commands import ChangedFile
 from airflow_provider_locusts.www.plots import all_plots
@@ -38,6 +39,8 @@ SORTS = ("index", "duration", "-duration")
 NO_CODE = -1
 NO_EXIT = -(2**31)
 NAN = float("nan")
+CHANGE_KINDS = ("created", "modified", "deleted")
+CHANGES_SHOWN = 200  # paths of each kind kept per task for the view (the manifest keeps them all)
 
 
 class ManifestTooLarge(ValueError):
@@ -60,6 +63,7 @@ if msgspec is not None:
         started_at: float | None = None
         ended_at: float | None = None
         manager: str | None = None
+        changes: dict[str, Any] | None = None  # a Custom Environment's changes in the task's replica
 
     _decode_line = msgspec.json.Decoder(_Line).decode
     _decode_lines = msgspec.json.Decoder(list[_Line]).decode
@@ -72,7 +76,7 @@ else:  # pragma: no cover
 class _Entry:
     """A manifest line read with json, for lines the fast decoder refuses (odd types)."""
 
-    __slots__ = ("attempts", "duration", "ended_at", "exit_code", "host", "id", "index", "manager", "reason", "started_at", "state")
+    __slots__ = ("attempts", "changes", "duration", "ended_at", "exit_code", "host", "id", "index", "manager", "reason", "started_at", "state")
 
     def __init__(self, data: dict):
         self.index = _int(data.get("index"), 0)
@@ -86,6 +90,7 @@ class _Entry:
         self.started_at = _float(data.get("started_at"))
         self.ended_at = _float(data.get("ended_at"))
         self.manager = _text(data.get("manager"))
+        self.changes = data.get("changes")
 
 
 def _int(value, default):
@@ -201,6 +206,10 @@ class ManifestTable:
         self.ended = _floats(map(attrgetter("ended_at"), lines))
         self.managers = _Interned()
         self.manager = self.managers.column(list(map(attrgetter("manager"), lines)))
+        # Custom Environment swarms only: each task's changes, briefly (most swarms have none).
+        self.changes: dict[int, dict] = {
+            p: _brief_changes(c) for p, c in enumerate(map(attrgetter("changes"), lines)) if isinstance(c, Mapping)
+        }
         for interned in (self.states, self.reasons, self.hosts, self.managers):
             interned.freeze()
         del lines
@@ -224,7 +233,7 @@ class ManifestTable:
 
     def row(self, position: int) -> dict:
         exit_code = self.exit_code[position]
-        return {
+        row = {
             "index": self.index[position],
             "id": self.ids[position],
             "state": self.states.value(self.state[position]),
@@ -237,6 +246,21 @@ class ManifestTable:
             "started_at": _number(self.started[position]),
             "ended_at": _number(self.ended[position]),
         }
+        if self.changes:
+            changes = self.changes.get(position)
+            row["changes"] = {kind: changes[kind]["count"] for kind in changes} if changes else None
+        return row
+
+    def changes_of(self, index: int) -> dict | None:
+        """The task's changes (each kind: its first CHANGES_SHOWN paths and their count), None
+        when the swarm records none for it."""
+        if not self.changes:
+            return None
+        try:
+            position = self.index.index(index)
+        except ValueError:
+            return None
+        return self.changes.get(position)
 
     def records(self) -> Iterator[dict]:
         """The rows as plot records (plots.py)."""
@@ -285,6 +309,7 @@ class ManifestTable:
             "page": page,
             "pages": pages,
             "per_page": per_page,
+            "has_changes": bool(self.changes),
         }
 
     def _folded(self) -> list[str]:
@@ -310,6 +335,23 @@ class ManifestTable:
             if self._plots is None:
                 self._plots = all_plots(list(self.records()))
             return self._plots
+
+
+def _brief_changes(changes: Mapping) -> dict:
+    """{kind: {"paths": [first CHANGES_SHOWN, as text], "count": n}} for the kinds present:
+    created, modified, deleted, then the read-only part's changes and what was not collected."""
+    brief = {}
+    for kind in (*CHANGE_KINDS, "read_only_changed", "not_collected"):
+        value = changes.get(kind)
+        if isinstance(value, Mapping):  # path -> what changed / why not collected
+            items = [f"{_text(path)} ({_text(why)})" for path, why in sorted(value.items())]
+        elif isinstance(value, list):
+            items = [_text(path) or "" for path in value]
+        else:
+            continue
+        if items or kind in CHANGE_KINDS:
+            brief[kind] = {"paths": items[:CHANGES_SHOWN], "count": len(items)}
+    return brief
 
 
 def _number(value: float) -> float | None:

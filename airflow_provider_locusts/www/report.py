@@ -101,6 +101,35 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+CHANGE_KINDS = ("created", "modified", "deleted")
+SHOWN_CHANGES = 20  # paths listed per kind for one failed task
+
+
+def tree_changes(records: Sequence[Mapping]) -> dict | None:
+    """A Custom Environment's changes over the swarm (the manifest's `changes`), None without."""
+    entries = [r["changes"] for r in records if isinstance(r.get("changes"), Mapping)]
+    if not entries:
+        return None
+    totals = {kind: sum(len(e.get(kind) or ()) for e in entries) for kind in CHANGE_KINDS}
+    totals["not collected"] = sum(len(e.get("not_collected") or {}) for e in entries)
+    return {
+        "tasks": len(entries),
+        "totals": totals,
+        "read_only": sum(1 for e in entries if e.get("read_only_changed")),
+        "collected": sum(len(r.get("outputs") or ()) for r in records if r.get("state") == "succeeded" and r.get("changes")),
+    }
+
+
+def _task_changes(changes) -> list[tuple[str, list[str], int]]:
+    """(label, paths shown, paths not shown) for one task's changes."""
+    if not isinstance(changes, Mapping):
+        return []
+    groups = [("read-only part changed", [f"{k} {p}" for p, k in sorted((changes.get("read_only_changed") or {}).items())])]
+    groups += [(kind, list(changes.get(kind) or ())) for kind in CHANGE_KINDS]
+    groups.append(("not collected", [f"{p} ({why})" for p, why in sorted((changes.get("not_collected") or {}).items())]))
+    return [(label, paths[:SHOWN_CHANGES], max(0, len(paths) - SHOWN_CHANGES)) for label, paths in groups if paths]
+
+
 def _failures(records: Sequence[Mapping], tails: Mapping[str, Mapping[str, str]], limit: int, tail_bytes: int) -> list[dict]:
     failed = sorted((r for r in records if r.get("state") == "failed"), key=lambda r: (r.get("index") is None, r.get("index") or 0))
     shown = []
@@ -123,6 +152,7 @@ def _failures(records: Sequence[Mapping], tails: Mapping[str, Mapping[str, str]]
             "duration": format_duration(duration) if duration is not None else None,
             "folder": record.get("folder"),
             "logs": logs,
+            "changes": _task_changes(record.get("changes")),
         })
     return shown
 
@@ -152,6 +182,7 @@ def render_report(
         title=f"Swarm {summary.get('swarm_id') or ''}".strip(),
         details=details,
         stats=summarize(records),
+        changes=tree_changes(records),
         reasons=reasons.most_common(TOP_REASONS),
         reasons_not_shown=max(0, len(reasons) - TOP_REASONS),
         failures=_failures(records, tails or {}, max_failures, tail_bytes),

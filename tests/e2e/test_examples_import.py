@@ -21,6 +21,7 @@ def test_example_dags_parse(airflow_db):
         "locusts_branch_on_failures",
         "locusts_example1_slurm_ssh",
         "locusts_daily_checksums",
+        "locusts_custom_environment",
     }
     for dag in bag.dags.values():
         assert any(t.task_type == "LocustsSwarmOperator" for t in dag.tasks)

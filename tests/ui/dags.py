@@ -6,6 +6,7 @@ from pathlib import Path
 
 SWARM_DAG, HANDLE_DAG, OTHER_DAG = "locusts_ui_swarm", "locusts_ui_handle", "locusts_ui_other"
 LIVE_DAG, BIG_DAG, CLUSTER_DAG = "locusts_ui_live", "locusts_ui_big", "locusts_ui_cluster"
+ENV_DAG = "locusts_ui_environment"
 SWARM_TASKS, SWARM_FAILING = 6, 2  # task "2" exits 3
 HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 
@@ -23,6 +24,17 @@ LIVE_COMMAND = (
     "case <id> in *0|*onerror*) echo '@STDERR@' >&2; exit 3;; esac; "
     "cp in_<id>.txt out_<id>.txt"
 )
+# ENV_DAG: 3 tasks in a Custom Environment (the tree env_tree/: conf/ read-only, results/
+# writable, holding old.txt): each writes a result under a hostile name and rewrites old.txt;
+# task 1 also deletes it; task 2 writes into conf/ (read-only) and so fails naming the file.
+ENV_TASKS = 3
+ENV_RESULT = "<b>r_<img src=x onerror=alert(6)>"
+ENV_COMMAND = (
+    "echo result <arg0> > 'results/@RESULT@'<arg0>.txt; echo new > results/old.txt; "
+    "if [ <arg0> = 1 ]; then rm results/old.txt; fi; "
+    "if [ <arg0> = 2 ]; then echo sneaky > conf/settings.txt; fi"
+)
+
 # CLUSTER_DAG: 6 tasks on SLURM over SSH (2 jobs), gated the same way on the SSH host; task 5 fails.
 CLUSTER_TASKS = 6
 CLUSTER_COMMAND = (
@@ -98,6 +110,22 @@ with DAG("@BIG_DAG@", schedule=None, start_date=datetime(2026, 1, 1), catchup=Fa
 
     big()
 
+with DAG("@ENV_DAG@", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    LocustsSwarmOperator(
+        task_id="swarm",
+        args=[[i] for i in range(@ENV_TASKS@)],
+        command=@ENV_COMMAND@,
+        environment_dir=f"{BASE}/env_tree",
+        environment_writable=["results"],
+        output_dir=f"{BASE}/out/@ENV_DAG@",
+        work_root=f"{BASE}/swarms/@ENV_DAG@",
+        processes=1,
+        max_failed_fraction=0.5,
+        poll_interval=1,
+        heartbeat_interval=2,
+        retries=0,
+    )
+
 @CLUSTER_DAG_TEXT@
 with DAG("@OTHER_DAG@", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
 
@@ -148,6 +176,9 @@ def write_dags(dags: Path, base: Path, cluster: dict[str, str] | None = None) ->
         (base / folder).mkdir(exist_ok=True)
     for task_id in LIVE_IDS:
         (base / "live_inputs" / f"in_{task_id}.txt").write_text(f"input of {task_id}\n")
+    for part, name, text in (("conf", "settings.txt", "threshold = 3\n"), ("results", "old.txt", "old\n")):
+        (base / "env_tree" / part).mkdir(parents=True, exist_ok=True)
+        (base / "env_tree" / part / name).write_text(text)
     cluster_text = ""
     if cluster:
         cluster_text = (
@@ -160,7 +191,8 @@ def write_dags(dags: Path, base: Path, cluster: dict[str, str] | None = None) ->
         DAG_FILE.replace("@CLUSTER_DAG_TEXT@", cluster_text)
         .replace("@BASE@", repr(str(base)))
         .replace("@SWARM_DAG@", SWARM_DAG).replace("@HANDLE_DAG@", HANDLE_DAG).replace("@OTHER_DAG@", OTHER_DAG)
-        .replace("@LIVE_DAG@", LIVE_DAG).replace("@BIG_DAG@", BIG_DAG)
+        .replace("@LIVE_DAG@", LIVE_DAG).replace("@BIG_DAG@", BIG_DAG).replace("@ENV_DAG@", ENV_DAG)
+        .replace("@ENV_TASKS@", str(ENV_TASKS)).replace("@ENV_COMMAND@", repr(ENV_COMMAND.replace("@RESULT@", ENV_RESULT)))
         .replace("@LIVE_COMMAND@", repr(live_command)).replace("@LIVE_PROCESSES@", str(LIVE_PROCESSES))
         .replace("@SWARM_TASKS@", str(SWARM_TASKS)).replace("@SWARM_FAILING@", str(SWARM_FAILING))
         .replace("@HOSTILE0@", HOSTILE[0]).replace("@HOSTILE1@", repr(HOSTILE[1]))

@@ -96,3 +96,22 @@ def test_a_swarm_without_failures_or_times_still_reports(tmp_path):
     records = [{"index": 0, "id": "0", "state": "succeeded", "duration": None, "started_at": None, "ended_at": None}]
     html = write_report(tmp_path, "bare", records).read_text()
     assert "No task failed." in html and "No task has started yet." in html
+
+
+def test_a_custom_environment_report_shows_the_tree_changes(tmp_path):
+    records, tails = failing_swarm(20, fail_every=10)
+    for record in records:
+        record["changes"] = {"created": [f"results/out_{record['id']}.txt"], "modified": ["logs/run.log"], "deleted": []}
+        if record["state"] == "succeeded":
+            record["outputs"] = ["/out/a", "/out/b"]
+    failed = next(r for r in records if r["state"] == "failed")
+    failed["changes"]["read_only_changed"] = {"conf/<b>app</b>.ini": "modified"}
+    failed["changes"]["not_collected"] = {"results/x": "symbolic link to /etc/passwd"}
+    html = write_report(tmp_path, "env", records, {}, tails).read_text()
+    succeeded = sum(1 for r in records if r["state"] == "succeeded")
+    assert re.search(r'<table id="tree-changes">.*?<td>20</td><td>20</td><td>0</td><td>1</td>'
+                     rf"<td>{2 * succeeded}</td><td>1</td>", html, re.S)
+    assert "read-only part changed: modified conf/&lt;b&gt;app&lt;/b&gt;.ini" in html  # names are text
+    assert "not collected: results/x (symbolic link to /etc/passwd)" in html
+    # The Default Environment's report has no such section.
+    assert "tree-changes" not in write_report(tmp_path, "plain", failing_swarm(20)[0], {}, {}).read_text()

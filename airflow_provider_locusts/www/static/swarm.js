@@ -231,12 +231,48 @@
       cell(row, r.attempts, "num");
       cell(row, duration(r.duration), "num");
       cell(row, r.host);
+      if (data.has_changes) cell(row, changeCounts(r.changes), "changes");
       tbody.appendChild(row);
     });
+    Array.prototype.forEach.call(document.querySelectorAll("#tasks th.changes"), function (th) { th.hidden = !data.has_changes; });
     text("row-count", number(data.total_rows) + " of " + number(data.total) + " tasks");
     text("page-info", "page " + number(data.page) + " of " + number(data.pages));
     el("prev").disabled = data.page <= 1;
     el("next").disabled = data.page >= data.pages;
+  }
+
+  // A Custom Environment task's changes: "2 created, 1 modified, 0 deleted" (and the read-only part's).
+  function changeCounts(counts) {
+    if (!counts) return "";
+    var parts = [];
+    ["created", "modified", "deleted", "read_only_changed", "not_collected"].forEach(function (kind) {
+      if (kind in counts) parts.push(number(counts[kind]) + " " + kind.replace(/_/g, " "));
+    });
+    return parts.join(", ");
+  }
+
+  function showChanges(changes) {
+    var list = el("log-changes-list");
+    list.replaceChildren();
+    show("log-changes", !!changes);
+    if (!changes) return;
+    Object.keys(changes).forEach(function (kind) {
+      var entry = changes[kind];
+      var term = document.createElement("dt");
+      term.textContent = kind.replace(/_/g, " ") + " (" + number(entry.count) + ")";
+      list.appendChild(term);
+      entry.paths.forEach(function (path) {
+        var item = document.createElement("dd");
+        item.textContent = path; // text, never markup: file names are the task's
+        list.appendChild(item);
+      });
+      if (entry.count > entry.paths.length) {
+        var more = document.createElement("dd");
+        more.className = "muted";
+        more.textContent = "… " + number(entry.count - entry.paths.length) + " more in the manifest";
+        list.appendChild(more);
+      }
+    });
   }
 
   // --- logs ---------------------------------------------------------------------------------
@@ -265,6 +301,7 @@
     text("log-task", "#" + index);
     text("log-folder", "");
     text("log-stderr", "loading…");
+    showChanges(null);
     text("log-stdout", "");
     text("log-stderr-note", "");
     text("log-stdout-note", "");
@@ -273,6 +310,7 @@
       if (view.selected !== index) return;
       text("log-task", logs.id + " (#" + logs.index + ")");
       text("log-folder", "folder " + logs.folder);
+      showChanges(logs.changes);
       // An empty log is not kept once its task ended: absent reads as empty.
       text("log-stderr", logs.stderr.text || "(empty)");
       text("log-stdout", logs.stdout.text || "(empty)");
