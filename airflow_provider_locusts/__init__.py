@@ -10,7 +10,7 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-provider-locusts",
         "name": "Locusts",
-        "description": "Run swarms of many small, independent shell tasks locally or on SLURM over SSH.",
+        "description": "Run swarms of many small, independent shell tasks locally or on SLURM or OAR over SSH.",
         "versions": [__version__],
         "integrations": [
             {

@@ -3,9 +3,9 @@
 #   1. installs the package with its test extras;
 #   2. as root, installs Debian's chromium and chromium-driver (tests/ui/install.sh), the
 #      Debian packages of the multi-host deployment of tests/deployment/ (PostgreSQL, Redis,
-#      util-linux: its servers are started and stopped by the tests themselves) and the
-#      SSH + SLURM test cluster of tests/cluster/, starts the cluster, and stops it again at
-#      the end (only what it started);
+#      util-linux: its servers are started and stopped by the tests themselves), the
+#      SSH + SLURM test cluster of tests/cluster/ and the OAR test cluster of tests/oar/,
+#      starts both (OAR after SLURM), and stops them again at the end (only what it started);
 #   3. runs pytest (extra arguments are passed on). pytest's "no tests collected"
 #      (exit 5) fails the run like any other failure.
 # As root (as CI runs it) the cluster tests never skip: a missing cluster fails them. As
@@ -24,10 +24,13 @@ if [ "$(id -u)" = 0 ]; then
     bash tests/ui/install.sh            # chromium + chromium-driver for the browser tests
     bash tests/cluster/install.sh
     bash tests/deployment/install.sh
+    bash tests/oar/install.sh
     bash tests/cluster/start.sh
     trap 'bash tests/cluster/stop.sh' EXIT
+    bash tests/oar/start.sh
+    trap 'bash tests/oar/stop.sh; bash tests/cluster/stop.sh' EXIT
 else
-    echo "tests/run.sh: not root, so no SSH/SLURM test cluster and no multi-host deployment: their tests will be skipped." >&2
+    echo "tests/run.sh: not root, so no SSH/SLURM or OAR test cluster and no multi-host deployment: their tests will be skipped." >&2
 fi
 
 status=0
@@ -37,10 +40,10 @@ if [ "$(id -u)" != 0 ]; then
     {
         echo
         echo "########################################################################"
-        echo "# tests/run.sh: NOT RUN AS ROOT - THE SSH + SLURM CLUSTER TESTS WERE SKIPPED"
+        echo "# tests/run.sh: NOT RUN AS ROOT - THE SSH + SLURM AND OAR CLUSTER TESTS WERE SKIPPED"
         echo "# (tests/cluster_e2e: SLURM, SSH outages, cancelling over SSH, secrets,"
-        echo "# trigger load). This run says nothing about them: run it as root, as CI"
-        echo "# does, for the whole suite."
+        echo "# trigger load; tests/oar_e2e: OAR). This run says nothing about them: run"
+        echo "# it as root, as CI does, for the whole suite."
         echo "########################################################################"
     } >&2
 fi

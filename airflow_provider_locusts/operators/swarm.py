@@ -20,14 +20,16 @@ from airflow_provider_locusts.exceptions import (
     SwarmTasksFailedError,
 )
 from airflow_provider_locusts.hooks.locusts import TRANSIENT_ERRORS, LocustsHook
+from airflow_provider_locusts.operators.asset_events import annotate_outlet_events
 from airflow_provider_locusts.swarm.collect import SwarmResult
-from airflow_provider_locusts.swarm.engine import SCHEDULERS, EngineOptions, SwarmEngine
+from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.environment import build_environment_spec
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmSpecError
 from airflow_provider_locusts.swarm.handle import HANDLE_XCOM_KEY, SwarmHandle
 from airflow_provider_locusts.swarm.layout import check_swarm_id, default_swarm_id
 from airflow_provider_locusts.swarm.placement import Placement
-from airflow_provider_locusts.swarm.slurm import check_setup_lines, sbatch_directives
+from airflow_provider_locusts.swarm.schedulers import get_scheduler, job_schedulers
+from airflow_provider_locusts.swarm.schedulers.base import check_setup_lines
 from airflow_provider_locusts.swarm.spec import SwarmSpec, build_spec
 from airflow_provider_locusts.swarm.watch import NOT_VISIBLE, SwarmWatch
 from airflow_provider_locusts.triggers.swarm import LocustsSwarmTrigger
@@ -89,18 +91,21 @@ class LocustsSwarmOperator(BaseOperator):
     :param shared_root: `remote_root` as this machine sees it, when both share a filesystem (no copy)
     :param output_dir_on_host: `output_dir` is a folder on the SSH host: outputs are collected there,
         on the host, and only the manifest and the failed tasks' logs cross the network
-    :param scheduler: "direct" (managers run detached) or "slurm" (one sbatch job per manager)
-    :param nodes: managers (SLURM jobs) at most
+    :param scheduler: "direct" (managers run detached), "slurm" (one sbatch job per manager) or
+        "oar" (one oarsub job per manager)
+    :param nodes: managers (scheduler jobs) at most
     :param min_tasks_per_process: fewer managers are used rather than give one fewer tasks per process
     :param slurm_options: ``#SBATCH`` settings (partition, time, mem, ... and "extra" lines)
-    :param setup: shell lines run before the manager in each SLURM job (e.g. ``module load ...``)
+    :param oar_options: ``#OAR`` settings (walltime, cores or resources, queue, project, property,
+        types, and "extra" lines)
+    :param setup: shell lines run before the manager in each SLURM / OAR job (e.g. ``module load ...``)
     :param container: command prefix for the manager (e.g. ``apptainer exec image.sif``)
     :param max_failed_fraction: fraction of failed tasks above which the Airflow task fails
     :param task_retries: times a failed task is run again by its manager
     :param task_timeout: seconds a task attempt may run; then its whole process group gets TERM
         (KILL 5 s later) and the attempt fails with "timed out after N s" (retried per task_retries)
     :param max_reschedules: times the unfinished tasks of a lost manager (dead process, stale
-        heartbeat, SLURM job ended early) are run again on a new manager before counting as failed
+        heartbeat, SLURM / OAR job ended early) are run again on a new manager before counting as failed
     :param input_staging: "hardlink" (default; copies across filesystems), "symlink" or "copy"
     :param overwrite_outputs: replace files already in output_dir instead of refusing
     :param cleanup: remove the swarm root once every task succeeded and its outputs are collected
@@ -163,6 +168,7 @@ class LocustsSwarmOperator(BaseOperator):
         nodes: int = 1,
         min_tasks_per_process: int = 1,
         slurm_options: Mapping[str, Any] | None = None,
+        oar_options: Mapping[str, Any] | None = None,
         setup: Sequence[str] | None = None,
         container: str | None = None,
         max_failed_fraction: float = 0.0,
@@ -204,6 +210,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.nodes = nodes
         self.min_tasks_per_process = min_tasks_per_process
         self.slurm_options = slurm_options
+        self.oar_options = oar_options
         self.setup = setup
         self.container = container
         self.max_failed_fraction = max_failed_fraction
@@ -238,8 +245,7 @@ class LocustsSwarmOperator(BaseOperator):
         ).check()
 
     def _check_options(self) -> None:
-        if self.scheduler not in SCHEDULERS:
-            raise SwarmSpecError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}.")
+        scheduler = get_scheduler(self.scheduler)
         for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0), ("max_poll_failures", 0), ("shard_outputs_above", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -252,11 +258,16 @@ class LocustsSwarmOperator(BaseOperator):
             raise SwarmSpecError(f"max_failed_fraction must be between 0.0 and 1.0, got {self.max_failed_fraction!r}.")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise SwarmSpecError("heartbeat_timeout must be longer than heartbeat_interval, or live managers would count as lost.")
-        if self.scheduler == "slurm":
-            sbatch_directives(self.slurm_options, self.processes)
+        # Each job scheduler's options belong to it alone; setup and container to job schedulers.
+        for other in job_schedulers():
+            if other is not scheduler and getattr(self, other.options_name):
+                raise SwarmSpecError(f"{other.options_name} apply to scheduler={other.name!r} only, not {self.scheduler!r}.")
+        if scheduler.job_script_kind:
+            scheduler.directives(getattr(self, scheduler.options_name), self.processes)
             check_setup_lines(self.setup)
-        elif self.slurm_options or self.setup or self.container:
-            raise SwarmSpecError("slurm_options, setup and container apply to scheduler='slurm' only.")
+        elif self.setup or self.container:
+            names = " or ".join(repr(s.name) for s in job_schedulers())
+            raise SwarmSpecError(f"setup and container apply to scheduler={names} only.")
 
     def _check_deployment(self) -> None:
         """Local mode needs the trigger (and every later step of the task) on the machine of the
@@ -328,6 +339,7 @@ class LocustsSwarmOperator(BaseOperator):
             shard_outputs_above=self.shard_outputs_above,
             group_writable=bool(self.shared_root),
             slurm_options=dict(self.slurm_options or {}),
+            oar_options=dict(self.oar_options or {}),
             setup=tuple(self.setup or ()),
             container=self.container or "",
         )
@@ -542,6 +554,7 @@ class LocustsSwarmOperator(BaseOperator):
                 f"{summary['failed_count']} of {total} tasks failed (allowed fraction {self.max_failed_fraction}). "
                 f"First failures: {listing}. Manifest: {result.manifest}"
             )
+        annotate_outlet_events(context, self.outlets, summary)  # only a task that succeeds emits them
         return summary
 
     def _push_lists(self, context: Context, result: SwarmResult) -> None:

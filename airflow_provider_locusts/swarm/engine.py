@@ -50,7 +50,7 @@ from airflow_provider_locusts.swarm.replica import ENVIRONMENT, EnvironmentStagi
 from airflow_provider_locusts.swarm.replica_gather import ChangesCollector
 from airflow_provider_locusts.swarm.shell import Shell
 from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
-from airflow_provider_locusts.swarm.slurm import check_plain_path, check_setup_lines, sbatch_directives
+from airflow_provider_locusts.swarm.schedulers import SCHEDULERS, get_scheduler
 from airflow_provider_locusts.swarm.spec import SwarmSpec
 from airflow_provider_locusts.swarm.stage import (
     EnvironmentBuilder,
@@ -62,7 +62,7 @@ from airflow_provider_locusts.swarm.stage import (
 )
 from airflow_provider_locusts.swarm.table import TaskRow, as_rows, parse_task_table
 
-SCHEDULERS = ("direct", "slurm")
+__all__ = ["SCHEDULERS", "EngineOptions", "Round", "SwarmEngine", "Transfer"]
 # What a gather hands a report writer: the failed tasks' log tails, bounded in number and size.
 REPORT_MAX_TAILS = 200
 REPORT_TAIL_BYTES = 4096
@@ -96,8 +96,9 @@ class EngineOptions:
     # rather than all into output_dir itself.
     shard_outputs_above: int = 10000
     group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
-    # scheduler="slurm" only: #SBATCH settings, shell lines before the manager, command prefix
+    # scheduler="slurm" / "oar": #SBATCH / #OAR settings, shell lines before the manager, command prefix
     slurm_options: dict = field(default_factory=dict)
+    oar_options: dict = field(default_factory=dict)
     setup: tuple[str, ...] = ()
     container: str = ""
 
@@ -439,21 +440,21 @@ class SwarmEngine:
             self.options.task_timeout,
             self._own_shell,
         )
-        if self.options.scheduler == "slurm":
-            directives = sbatch_directives(self.options.slurm_options, self.processes)
+        scheduler = get_scheduler(self.options.scheduler)
+        if scheduler.job_script_kind:
+            directives = scheduler.directives(getattr(self.options, scheduler.options_name), self.processes)
             for plan in plans:
-                text = render(
-                    "slurm.sh.j2",
+                text = scheduler.job_script(
                     manager=plan.name,
                     swarm_id=self.swarm_id,
-                    root=check_plain_path("the swarm root", self.layout.root),
+                    root=self.layout.root,
                     log=self.layout.manager_file(plan.name, "log"),
                     manager_script=self.layout.manager_file(plan.name, "sh"),
                     directives=directives,
-                    setup=check_setup_lines(self.options.setup),
+                    setup=self.options.setup,
                     container=self.options.container,
                 )
-                write_file(Path(self.local.manager_file(plan.name, "slurm")), text, 0o755)
+                write_file(Path(self.local.manager_file(plan.name, scheduler.job_script_kind)), text, 0o755)
 
     def _clear_folders(self, folders: list[str]) -> None:
         listing = b"".join(f.encode("utf-8", "surrogateescape") + b"\0" for f in folders)
@@ -478,12 +479,15 @@ class SwarmEngine:
 
     # --- running and watching ----------------------------------------------------------------
     def start(self, round_: Round) -> None:
-        """Start the round's managers: detached in their own session, or as SLURM jobs."""
-        if self.options.scheduler == "slurm":
-            script = render("submit_slurm.sh.j2")
+        """Start the round's managers: detached in their own session, or as scheduler jobs."""
+        scheduler = get_scheduler(self.options.scheduler)
+        if scheduler.job_script_kind:
+            script = scheduler.host_functions() + "\n" + host_script("submit.sh")
+            args = [self.layout.exec_dir, scheduler.commands[0], *round_.managers]
         else:
             script = render("start_direct.sh.j2")
-        self.shell.run_script(script, [self.layout.exec_dir, *round_.managers]).check("starting the swarm's managers")
+            args = [self.layout.exec_dir, *round_.managers]
+        self.shell.run_script(script, args).check("starting the swarm's managers")
 
     def poll(self, offsets: dict[str, int | None]) -> PollResult:
         """One poll: managers' states and the events after each offset (None: states only)."""

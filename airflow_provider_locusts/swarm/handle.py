@@ -25,7 +25,7 @@ class SwarmHandle:
         (this machine, or a filesystem both sides share); None in SSH copy mode
     :param output_dir: where outputs and the manifest are collected
     :param output_dir_on_host: output_dir is a folder on the swarm's (SSH) host
-    :param scheduler: "direct" or "slurm"
+    :param scheduler: "direct", "slurm" or "oar"
     :param origin_host: host name of the worker that started the round (local mode checks it)
     :param round: number of the round being watched; managers: its managers; round_tasks: its tasks
     :param total: tasks in the whole swarm

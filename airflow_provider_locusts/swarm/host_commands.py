@@ -97,6 +97,12 @@ def poll_command(layout: SwarmLayout, offsets: dict[str, int | None]) -> tuple[s
     return POLL_COMMAND, args
 
 
+def _with_scheduler_functions(name: str) -> str:
+    """A host script that sources the root's exec/scheduler.sh, after SLURM's functions: the
+    scheduler of roots staged before each root recorded its own."""
+    return host_script("scheduler_slurm.sh") + "\n" + host_script(name)
+
+
 @dataclass(frozen=True)
 class PollRequest:
     """One swarm's part of a waiting poll: its poll.sh and (manager, offset) pairs."""
@@ -154,7 +160,7 @@ def parse_poll_wait(result: CommandResult, count: int) -> list[WaitedPoll]:
 
 
 def cancel_command(layout: SwarmLayout, managers: list[str]) -> tuple[str, list[str]]:
-    return host_script("cancel.sh"), [layout.exec_dir, *managers]
+    return _with_scheduler_functions("cancel.sh"), [layout.exec_dir, *managers]
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,7 @@ def parse_log_tail(data: bytes) -> LogTail:
 
 
 def diagnose_command(layout: SwarmLayout, managers: list[str], lines: int = 15) -> tuple[str, list[str]]:
-    return host_script("diagnose.sh"), [layout.exec_dir, str(lines), *managers]
+    return _with_scheduler_functions("diagnose.sh"), [layout.exec_dir, str(lines), *managers]
 
 
 @dataclass(frozen=True)

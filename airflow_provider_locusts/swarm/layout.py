@@ -81,6 +81,11 @@ class SwarmLayout:
         return join(self.exec_dir, "poll.sh")
 
     @property
+    def scheduler_functions(self) -> str:
+        """The scheduler's bash functions (templates/scheduler_<name>.sh), for cancel and diagnose."""
+        return join(self.exec_dir, "scheduler.sh")
+
+    @property
     def command_script(self) -> str:
         """The command every task runs (sourced in a subshell, or run by bash) in its folder."""
         return join(self.exec_dir, "command.sh")
@@ -94,8 +99,8 @@ class SwarmLayout:
         return join(self.work_dir, folder)
 
     def manager_file(self, manager: str, kind: str) -> str:
-        """kind: sh (script), tasks (task list), events, heartbeat, pid, done, log, jobid, slurm,
-        launched (started directly), cancelled (never to start)."""
-        suffix = {"sh": ".sh", "slurm": ".slurm.sh", "log": ".log"}.get(kind, f".{kind}")
-        name = f"manager_{manager}{suffix}" if kind in ("sh", "slurm", "log") else f"{kind}_{manager}"
+        """kind: sh (script), tasks (task list), events, heartbeat, pid, done, log, jobid,
+        slurm / oar (job script), launched (started directly), cancelled (never to start)."""
+        suffix = {"sh": ".sh", "slurm": ".slurm.sh", "oar": ".oar.sh", "log": ".log"}.get(kind, f".{kind}")
+        name = f"manager_{manager}{suffix}" if kind in ("sh", "slurm", "oar", "log") else f"{kind}_{manager}"
         return join(self.exec_dir, name)

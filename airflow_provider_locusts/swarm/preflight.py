@@ -21,6 +21,7 @@ from pathlib import Path
 
 from airflow_provider_locusts.swarm.errors import SwarmPreflightError
 from airflow_provider_locusts.swarm.render import host_script
+from airflow_provider_locusts.swarm.schedulers import get_scheduler
 from airflow_provider_locusts.swarm.shell import Shell
 from airflow_provider_locusts.swarm.stage import make_dirs
 
@@ -66,7 +67,7 @@ def preflight(
     `root_setting`: the operator setting that chose where roots go (named in messages).
     """
     probe_here = None
-    args = [root, scheduler]
+    args = [root, scheduler, ",".join(get_scheduler(scheduler).commands)]
     if shared_view is not None:
         token = secrets.token_hex(8)
         probe_name = PROBE_PREFIX + token

@@ -6,13 +6,12 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from airflow_provider_locusts.swarm.schedulers import ACTIVE_JOB_STATES, ENDED_EARLY_JOB_STATES
+
 LIVE_STATES = frozenset({"running", "starting", "queued"})
-ACTIVE_JOB_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"})
-# SLURM job states that end a job early: its manager's unfinished tasks were cut off, even
-# when the manager itself got to write its done file.
-FAILED_JOB_STATES = frozenset(
-    {"TIMEOUT", "CANCELLED", "FAILED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
-)
+# Job states that end a job early (its manager's unfinished tasks were cut off, even when the
+# manager itself got to write its done file), and of a job not ended yet: each scheduler's.
+FAILED_JOB_STATES = ENDED_EARLY_JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict
     """Finished when every manager is done or lost. A manager is lost when its job ended
     without finishing, its process is gone, its heartbeat is older than heartbeat_timeout,
     or it never started within heartbeat_timeout of its launch (queued jobs may wait as long
-    as SLURM says). Ages come from the swarm host's clock; `waited` (the watcher's own
+    as their scheduler says). Ages come from the swarm host's clock; `waited` (the watcher's own
     clock since it began watching) stands in for a launch age the host cannot tell."""
     lost = []
     for status in poll.managers.values():
@@ -204,7 +203,7 @@ def assess(poll: PollResult, heartbeat_timeout: float, waited: float) -> Verdict
             if since > heartbeat_timeout:
                 lost.append(status.name)
     # A done manager whose job is still active waits for the job's final state: a job cut
-    # short (TIMEOUT, CANCELLED…) can let its manager write "done" just before it ends.
+    # short (SLURM's TIMEOUT, CANCELLED…, OAR's Error) can let its manager write "done" just before it ends.
     unfinished = [
         s
         for s in poll.managers.values()

@@ -111,4 +111,6 @@ def render_manager(
 
 
 def render_poll(layout: SwarmLayout, scheduler: str) -> str:
-    return render("poll.sh.j2", exec_dir=layout.exec_dir, scheduler=scheduler, max_chunk=MAX_POLL_CHUNK)
+    return render(
+        "poll.sh.j2", exec_dir=layout.exec_dir, scheduler_functions=host_script(f"scheduler_{scheduler}.sh"), max_chunk=MAX_POLL_CHUNK
+    )

@@ -266,3 +266,4 @@ def write_managers(
             0o755,
         )
     write_file(Path(local.poll_script), render_poll(runtime, scheduler), 0o755)
+    write_file(Path(local.scheduler_functions), host_script(f"scheduler_{scheduler}.sh"), 0o644)

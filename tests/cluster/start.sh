@@ -57,6 +57,9 @@ die() {
 if [[ ${EUID} -ne 0 ]]; then
     die "must run as root (it creates a user, runs sshd/munged/slurmd)"
 fi
+# munged runs as the munge package's system user: recreate it if the machine lost it.
+source "${HERE}/../support/system_users.sh"
+ensure_system_user munge /nonexistent || die "the munge system user is missing; reinstall the munge package"
 
 # The state dir ends up inside generated config files, cluster.env and a JSON
 # connection string; allowing only plain path characters keeps all of them

@@ -24,19 +24,11 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
-# The servers run as the packages' system users. Their maintainer scripts create them with
-# `adduser ... || true`; machines have been seen where the passwd entry was missing anyway
-# (present in /etc/group and /etc/shadow): create what is missing, as the packages would.
+# The servers run as the packages' system users: recreate one the machine lost.
+source "$(dirname "${BASH_SOURCE[0]}")/../support/system_users.sh"
 ensure_users() {
-    local user home
-    for user in postgres:/var/lib/postgresql redis:/var/lib/redis; do
-        home=${user#*:}
-        user=${user%%:*}
-        if ! id -u "${user}" >/dev/null 2>&1; then
-            echo "install.sh: creating the missing system user ${user}"
-            adduser --system --group --home "${home}" --no-create-home "${user}"
-        fi
-    done
+    ensure_system_user postgres /var/lib/postgresql /bin/bash
+    ensure_system_user redis /var/lib/redis
 }
 
 if [[ ${#missing[@]} -eq 0 ]]; then

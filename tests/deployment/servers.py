@@ -37,24 +37,24 @@ def missing_binaries() -> list[str]:
     return missing
 
 
+SYSTEM_USER_HOMES = {"postgres": ("/var/lib/postgresql", "/bin/bash"), "redis": ("/var/lib/redis", "/usr/sbin/nologin")}
+
+
 def ensure_system_user(name: str) -> None:
-    """The Debian system user a server runs as (its package's maintainer script creates it).
-    Machines have been seen where the entry was missing from /etc/passwd although
-    /etc/group and /etc/shadow held it (the package's `adduser ... || true` hides why):
-    create it then, as the package would, rather than fail the whole deployment."""
+    """The Debian system user a server runs as is there (recreated as tests/support/system_users.sh
+    says why, if the machine lost it)."""
     try:
         pwd.getpwnam(name)
         return
     except KeyError:
         pass
-    home = {"redis": "/var/lib/redis", "postgres": "/var/lib/postgresql"}.get(name, "/nonexistent")
-    done = subprocess.run(["adduser", "--system", "--group", "--home", home, "--no-create-home", name],
+    home, shell = SYSTEM_USER_HOMES[name]
+    script = Path(__file__).resolve().parent.parent / "support" / "system_users.sh"
+    done = subprocess.run(["bash", "-c", 'source "$1" && ensure_system_user "$2" "$3" "$4"', "ensure", str(script), name, home, shell],
                           capture_output=True, text=True, timeout=60)
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        raise OSError(f"system user {name!r} is missing and adduser could not create it: "
-                      f"{done.stderr.strip() or done.stdout.strip()}; run tests/deployment/install.sh") from None
+    if done.returncode != 0:
+        raise OSError(f"system user {name!r} is missing and could not be created: {done.stderr.strip()}; "
+                      "run tests/deployment/install.sh")
 
 
 def _chown_tree(path: Path, user: str) -> None:

@@ -20,6 +20,7 @@ def test_example_dags_parse(airflow_db):
         "locusts_example1_local",
         "locusts_branch_on_failures",
         "locusts_example1_slurm_ssh",
+        "locusts_example1_oar_ssh",
         "locusts_daily_checksums",
         "locusts_custom_environment",
     }

@@ -41,7 +41,11 @@ def test_dangerous_or_relative_remote_roots_are_refused(tmp_path, remote_root):
         ({"scheduler": "slurm", "slurm_options": {"partition": "a b"}}, "not a plain value"),
         ({"scheduler": "slurm", "slurm_options": {"extra": ["--x\n#SBATCH --y"]}}, "one sbatch option"),
         ({"scheduler": "slurm", "setup": ["module load a\nmodule load b"]}, "single line"),
-        ({"container": "apptainer exec x.sif"}, "scheduler='slurm' only"),
+        ({"container": "apptainer exec x.sif"}, "scheduler='slurm' or 'oar' only"),
+        ({"scheduler": "oar", "slurm_options": {"partition": "debug"}}, "slurm_options apply to scheduler='slurm' only"),
+        ({"scheduler": "slurm", "oar_options": {"walltime": "1:00:00"}}, "oar_options apply to scheduler='oar' only"),
+        ({"scheduler": "oar", "oar_options": {"walltime": "1h"}}, "is not a walltime"),
+        ({"scheduler": "oar", "oar_options": {"queue": "a;b"}}, "not a plain value"),
     ],
 )
 def test_options_that_cannot_work_are_refused_clearly(tmp_path, kwargs, words):
@@ -72,7 +76,7 @@ def test_a_swarm_id_that_is_not_a_plain_name_fails_the_task_before_anything_is_s
 
 
 def test_sbatch_directives_default_to_one_node_one_task_no_requeue():
-    from airflow_provider_locusts.swarm.slurm import sbatch_directives
+    from airflow_provider_locusts.swarm.schedulers.slurm import sbatch_directives
 
     assert sbatch_directives({"partition": "short", "exclusive": True, "extra": ["--reservation=lab"]}, 8) == [
         "--nodes=1", "--ntasks=1", "--no-requeue", "--partition=short", "--cpus-per-task=8", "--exclusive", "--reservation=lab",

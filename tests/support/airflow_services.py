@@ -137,8 +137,14 @@ class AirflowProcessSet:
         tails of the services' logs (`names`, default: all services) and `extra()`."""
         names = tuple(self.service_names if names is None else names)
         deadline = time.monotonic() + timeout
+        slow = None
         while True:
-            value = predicate()
+            try:
+                value = predicate()
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as error:
+                # A service too busy to answer one request in time (a loaded machine) is not
+                # what is waited for: ask again until the deadline, and say so if it passes.
+                value, slow = None, error
             if value:
                 return value
             dead = [c for c in self.components if not c.stopped and not c.running()]
@@ -147,6 +153,7 @@ class AirflowProcessSet:
                 why = (
                     f"{', '.join(f'{c.name} exited ({c.popen.returncode})' for c in dead)} while waiting for {what}"
                     if dead else f"timed out after {timeout}s waiting for {what}"
+                    + (f" (the last request failed: {slow!r})" if slow else "")
                 )
                 detail = extra() if extra else ""
                 shown = set(names) | {c.name for c in dead}

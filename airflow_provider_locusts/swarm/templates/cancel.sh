@@ -1,4 +1,4 @@
-# Stop managers and their running tasks: scancel their SLURM jobs, or signal the process
+# Stop managers and their running tasks: cancel their scheduler jobs, or signal the process
 # group of each directly started manager. The group is signalled only when one of its
 # processes still runs that manager's script (the manager itself, or its task subshells
 # after the manager was killed), so a recycled pid is never hit. A manager not started yet
@@ -13,6 +13,11 @@ cd -- "$exec_dir" 2> /dev/null || {
     echo "no swarm root here: $exec_dir not found on $HOSTNAME" >&2
     exit 66
 }
+# The swarm's own scheduler functions (written at staging); a root staged without them had
+# SLURM's, which the caller defines before this script.
+if [ -r scheduler.sh ]; then
+    . ./scheduler.sh
+fi
 
 group_runs_manager() {  # PGID MANAGER
     local stat rest fields
@@ -40,10 +45,10 @@ for manager in "$@"; do
     outcome=not-started
     if [ -s "jobid_$manager" ]; then
         read -r job_id < "jobid_$manager"
-        if scancel "$job_id"; then
+        if scheduler_cancel "$job_id"; then
             outcome=job-cancelled
         else
-            echo "manager $manager: scancel $job_id failed" >&2
+            echo "manager $manager: cancelling job $job_id failed" >&2
             failed=1
         fi
     fi

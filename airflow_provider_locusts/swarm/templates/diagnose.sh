@@ -10,19 +10,18 @@ cd -- "$exec_dir" 2> /dev/null || {
     echo "no swarm root here: $exec_dir not found on $HOSTNAME" >&2
     exit 66
 }
-field() {  # NAME TEXT: the value of NAME=... in scontrol's output
-    local rest=${2#*" $1="}
-    [ "$rest" = "$2" ] && { echo -; return; }
-    echo "${rest%% *}"
-}
+# The swarm's own scheduler functions (written at staging); a root staged without them had
+# SLURM's, which the caller defines before this script.
+if [ -r scheduler.sh ]; then
+    . ./scheduler.sh
+fi
 for manager in "$@"; do
     started=0 ran=0 job=- state=- reason=- code=-
     [ -s "pid_$manager" ] && started=1
     [ -s "events_$manager" ] && ran=1
     if [ -s "jobid_$manager" ]; then
         read -r job < "jobid_$manager"
-        info=" $(scontrol show job "$job" 2> /dev/null | tr '\n' ' ')"
-        state=$(field JobState "$info") reason=$(field Reason "$info") code=$(field ExitCode "$info")
+        read -r state reason code <<< "$(scheduler_info "$job")"
     fi
     printf '@manager %s %s %s %s %s %s %s\n' "$manager" "$started" "$ran" "$job" "$state" "$reason" "$code"
     log=$(tail -n "$lines" -- "manager_$manager.log" 2> /dev/null | head -c 4000)

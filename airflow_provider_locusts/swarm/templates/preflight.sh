@@ -2,10 +2,10 @@
 # submitted: can that account create the swarm root, are the scheduler's commands there,
 # and (remote-shared mode) does it see the probe the Airflow side wrote into the shared
 # folder, and can it write into a folder the Airflow side created?
-# usage: bash -s -- ROOT SCHEDULER [PROBE_DIR TOKEN]
+# usage: bash -s -- ROOT SCHEDULER COMMANDS [PROBE_DIR TOKEN]   (COMMANDS: comma-separated)
 # prints "@account USER GROUPS", "@host NAME", then "@ok CHECK DETAIL" or "@fail CHECK DETAIL" lines.
 set -u
-root=$1 scheduler=$2 probe=${3:-} token=${4:-}
+root=$1 scheduler=$2 commands=$3 probe=${4:-} token=${5:-}
 report() {  # STATUS CHECK DETAIL (one line)
     local detail=${3//$'\n'/ }
     printf '@%s %s %s\n' "$1" "$2" "$detail"
@@ -22,10 +22,8 @@ else
     report fail writable "$target: ${err:-$made}"
 fi
 
-case $scheduler in
-    slurm) needed=(sbatch squeue scontrol scancel) ;;
-    *) needed=(setsid) ;;
-esac
+# The commands scheduler $scheduler needs (its module in swarm/schedulers/ names them).
+IFS=, read -r -a needed <<< "$commands"
 missing=()
 for command in "${needed[@]}"; do
     command -v "$command" > /dev/null || missing+=("$command")

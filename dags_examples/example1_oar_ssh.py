@@ -1,0 +1,69 @@
+"""Example 1 on an OAR cluster reached over SSH: the same 101 tasks as example1_local.py,
+packed into one OAR job that runs 4 at a time on one core, watched from the triggerer over SSH.
+
+It needs an Airflow SSH connection to the cluster's frontend. To try it on one machine,
+start the project's test clusters (as root: `bash tests/cluster/install.sh && bash
+tests/cluster/start.sh`, then `bash tests/oar/install.sh && bash tests/oar/start.sh`), load
+the SSH connection (`set -a; . /tmp/locusts-cluster/cluster.env; set +a`), then:
+
+    python dags_examples/example1_oar_ssh.py
+
+Settings come from the environment: LOCUSTS_SSH_CONN_ID (default "locusts_test_ssh"),
+LOCUSTS_REMOTE_ROOT (default /home/locusts/swarms).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+sys.path.insert(0, os.path.dirname(__file__))
+from example1_data import COMMAND, OUTPUTS, SHARED_INPUTS, TASK_INPUTS, make_example1_inputs  # noqa: E402
+
+from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator  # noqa: E402
+
+EXAMPLE_DIR = Path(os.environ.get("LOCUSTS_EXAMPLE_DIR", "/tmp/locusts_example1_oar"))
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["locusts", "example", "oar"])
+def locusts_example1_oar_ssh():
+    @task
+    def make_inputs() -> str:
+        return str(make_example1_inputs(EXAMPLE_DIR / "input"))
+
+    swarm = LocustsSwarmOperator(
+        task_id="swarm",
+        deferrable=True,
+        command=COMMAND,
+        input_dir="{{ ti.xcom_pull(task_ids='make_inputs') }}",
+        task_inputs=TASK_INPUTS,
+        shared_inputs=SHARED_INPUTS,
+        outputs=OUTPUTS,
+        output_dir=str(EXAMPLE_DIR / "output" / "{{ run_id | replace(':', '-') | replace('+', '_') }}"),
+        work_root=str(EXAMPLE_DIR / "staging"),
+        ssh_conn_id=os.environ.get("LOCUSTS_SSH_CONN_ID", "locusts_test_ssh"),
+        remote_root=os.environ.get("LOCUSTS_REMOTE_ROOT", "/home/locusts/swarms"),
+        scheduler="oar",
+        nodes=1,
+        processes=4,
+        # One core per job is enough for `sleep 1` tasks; real work would ask for `processes`.
+        oar_options={"cores": 1, "walltime": "0:30:00"},
+        poll_interval=2,
+    )
+
+    @task
+    def report(summary: dict) -> None:
+        print(f"{summary['succeeded_count']} of {summary['total']} tasks succeeded; outputs in {summary['output_dir']}")
+
+    make_inputs() >> swarm
+    report(swarm.output)
+
+
+example_dag = locusts_example1_oar_ssh()
+
+if __name__ == "__main__":
+    example_dag.test()
