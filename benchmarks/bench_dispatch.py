@@ -1,42 +1,36 @@
-"""Dispatch overhead: our bash manager vs ``xargs -P`` on thousands of trivial tasks.
+"""Dispatch against the hand-written floor: Example 1's work without its `sleep 1`, 5,000 tasks.
 
-Both sides run the same work on the same kind of tree, side by side in one run:
+Both sides do the same work on the same inputs (Example 1's data made for 5,000 ids: two
+per-task inputs and one shared file), side by side in one run, repetitions interleaved
+(ours first, then the peer first, ...), medians and ratios printed.
 
-* **manager**: a swarm of ``--tasks`` tasks whose command is ``true`` (args mode, one
-  clean folder per task), staged by ``SwarmEngine.prepare_round`` and run by the real
-  bash manager (``templates/manager.sh.j2``) started with ``SwarmEngine.start`` through
-  the ``LocalExecutor``, ``--processes`` at a time.  Timed from just before
-  ``engine.start`` to the epoch the manager writes into its done file (after its last
-  task ended); the staging (``prepare_round``) is timed separately.
-* **xargs**: the tree staged the same way (same ``task.sh`` files, rendered by the
-  package) but never started by a manager; then
-  ``xargs -0 -n 1 -P P sh -c 'cd "$1" && bash ./task.sh >stdout.txt 2>stderr.txt </dev/null; echo $? >exit_code' sh``
-  over the task folders (``sh`` is the system ``/bin/sh``).  So per task xargs does one
-  fork+exec of ``sh`` and one fork+exec of ``bash ./task.sh`` with the same redirections
-  as the manager, and writes the exit code like the manager does; it writes no event
-  lines, no ``rm -f .locusts_missing`` and no compulsory-output check (the manager's extra
-  bookkeeping, which is what this benchmark prices).  Timed from before ``Popen`` to
-  xargs' exit.
+* **ours**: one ``LocustsSwarmOperator`` task (``dags_examples/example1_data.py``'s command
+  without ``sleep 1;``: ``ls -lrth`` and ``cat`` of the two inputs and the shared file into
+  two compulsory outputs; ``processes=P``; everything else at its default, deferrable) run
+  with ``dag.test()`` in a fresh interpreter (``benchmarks/_swarm_driver.py``) on a private,
+  migrated SQLite AIRFLOW_HOME. Timed from the swarm task's "Task started" (the execution
+  API's log line; before it, a fresh dag.test() process builds its in-process API) to its
+  end_date as Airflow recorded it; broken down with what the operator logs (staging, gathering) and
+  the epochs the swarm root records (first task started, managers done).
+* **peer, the hand-written floor**: what a user writes by hand, in this process: the same
+  folders made with ``os.mkdir`` + ``os.link`` of the two inputs from Python, then
+  ``xargs -0 -n 1 -P P bash -c 'cd task_$1 && ls -lrth inputfile_$1.txt secondinputfile_$1.txt SHARED
+  > ls_output_$1.txt; cat ... > cat_output_$1.txt' _`` over the ids, then the outputs moved
+  into an output folder with ``os.rename``. No per-task logs, no events, no output check,
+  no Airflow.
 
-CPU time (user + sys of each side's whole process tree) is printed too, as it is much
-steadier than wall time when other work shares the machine: xargs' from our rusage of
-waited-for children; the manager's by making this process a child subreaper
-(``prctl(PR_SET_CHILD_SUBREAPER)``), so the manager detached by ``setsid -f`` is
-reparented to us and reaped with ``os.wait4`` (its rusage covers every task it waited for).
+Targets (issue 11): whole swarm task <= 1.25 x the floor; the manager's run phase (first
+task started -> managers done) <= 1.15 x xargs; staging and gathering <= 0.25 ms/task each.
 
-Repetitions alternate the order (manager first, then xargs first, ...) and every
-repetition gets fresh trees, removed right after.  Prints each run, then the medians
-and the ratio manager/xargs (target in the issue: <= 1.5).
-
-Usage: ``python benchmarks/bench_dispatch.py [--tasks 5000] [--processes 4] [--repeat 3]``
+Usage: ``python benchmarks/bench_dispatch.py [--tasks 5000] [--processes 2 4] [--repeat 3]``
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
+import json
 import os
-import resource
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,205 +39,184 @@ import tempfile
 import time
 from pathlib import Path
 
-from airflow_provider_locusts.swarm.engine import EngineOptions, Round, SwarmEngine
-from airflow_provider_locusts.swarm.shell import LocalShell
-from airflow_provider_locusts.swarm.spec import build_spec
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "dags_examples"))
+from example1_data import COMMAND, OUTPUTS, SHARED_INPUTS, TASK_INPUTS, make_example1_inputs  # noqa: E402
 
-TARGET_RATIO = 1.5
-WAIT_POLL_S = 0.02  # how often we look whether the manager has exited (the times come from its files)
-PR_SET_CHILD_SUBREAPER = 36
-# What one xargs job runs, per task folder ($1): the manager's per-task work minus its bookkeeping.
-XARGS_JOB = 'cd "$1" && bash ./task.sh >stdout.txt 2>stderr.txt </dev/null; echo $? >exit_code'
+DRIVER = HERE / "_swarm_driver.py"
+sys.path.insert(0, str(HERE))
+from _swarm_driver import task_started_at  # noqa: E402
+COMMAND_NO_SLEEP = COMMAND.replace("sleep 1; ", "")
+# What the user runs by hand for one id ($1), in the folder of the task folders.
+PEER_JOB = (
+    'cd "task_$1" && ls -lrth "inputfile_$1.txt" "secondinputfile_$1.txt" "$SHARED" > "ls_output_$1.txt"; '
+    'cat "inputfile_$1.txt" "secondinputfile_$1.txt" "$SHARED" > "cat_output_$1.txt"'
+)
+TARGETS = {"whole": 1.25, "run": 1.15}
+TARGET_MS_PER_TASK = 0.25
+MIGRATE_TIMEOUT_S = 300
 
 
-def _timeout_for(tasks: int) -> float:
-    """Generous bound on one side's run: 20 ms per task, at least a minute."""
-    return max(60.0, 0.02 * tasks)
-
-
-def stage(base: Path, tasks: int, processes: int) -> tuple[SwarmEngine, Round, float]:
-    """Build a swarm of `tasks` times `true` under base/root; returns the engine, its round, staging seconds."""
-    spec = build_spec(
-        command="true",
-        args=[[i] for i in range(tasks)],
-        output_dir=base / "output",
-        processes=processes,
+def airflow_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    (home / "dags").mkdir(parents=True, exist_ok=True)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )
-    engine = SwarmEngine(spec, "bench-dispatch", str(base / "root"), LocalShell(), EngineOptions(scheduler="direct"))
-    t0 = time.perf_counter()
-    round_ = engine.prepare_round()
-    staging = time.perf_counter() - t0
-    assert round_ is not None and round_.task_count == tasks
-    return engine, round_, staging
+    return env
 
 
-def run_manager(base: Path, tasks: int, processes: int) -> dict:
-    engine, round_, staging = stage(base, tasks, processes)
-    (manager,) = round_.managers
-    done_file = Path(engine.layout.manager_file(manager, "done"))
-    pid_file = Path(engine.layout.manager_file(manager, "pid"))
-    events_file = Path(engine.layout.manager_file(manager, "events"))
-    limit = _timeout_for(tasks)
-    deadline = time.monotonic() + limit
-    t0 = time.time()
-    engine.start(round_)
-    started_call = time.time() - t0
-    cpu = None
-    pid = None
-    while True:
-        if time.monotonic() > deadline:
-            engine.cancel()
-            raise RuntimeError(f"the manager did not finish {tasks} tasks within {limit:.0f} s")
-        if pid is None and SUBREAPER and pid_file.exists():
-            text = pid_file.read_text().split()
-            pid = int(text[0]) if text else None
-        if pid is not None:
-            # We are its subreaper: the detached manager is our child now; its rusage covers
-            # every task it waited for.
-            got, _, usage = os.wait4(pid, os.WNOHANG)
-            if got == pid:
-                cpu = usage.ru_utime + usage.ru_stime
-                break
-        elif done_file.exists():
-            break
-        time.sleep(WAIT_POLL_S)
-    # The manager writes "$EPOCHREALTIME" of its end into the done file: no polling error.
-    seconds = float(done_file.read_text().strip()) - t0
-    _reap_orphans()
-    ends = failed = 0
-    first_start = None
-    for line in events_file.read_text().splitlines():
-        fields = line.split()
-        if fields[2] == "start":
-            first_start = float(fields[0]) if first_start is None else first_start
-        elif fields[2] == "end":
-            ends += 1
-            failed += fields[3] != "0" or fields[5] != "0"
-    if ends != tasks or failed:
-        raise RuntimeError(f"manager run: {ends} end events of {tasks}, {failed} failed")
+def run_bounded(argv: list[str], env: dict[str, str], timeout: float, log: Path) -> int:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise RuntimeError(f"{argv[1]} timed out after {timeout:g} s; log: {log}") from None
+
+
+def logged_seconds(log_text: str, what: str) -> float | None:
+    """Seconds the operator logged for a step ("staged 5000 task(s) in 1.23 s")."""
+    found = re.findall(rf"{what} \d+ task\(s\) in ([0-9.]+) s", log_text)
+    return float(found[-1]) if found else None
+
+
+def run_ours(base: Path, env: dict[str, str], inputs: Path, tasks: int, processes: int, timeout: float, label: str) -> dict:
+    config = {
+        "dag_id": f"bench_dispatch_{label}",
+        "command": COMMAND_NO_SLEEP,
+        "input_dir": str(inputs),
+        "task_inputs": TASK_INPUTS,
+        "shared_inputs": SHARED_INPUTS,
+        "outputs": OUTPUTS,
+        "output_dir": str(base / "out"),
+        "work_root": str(base / "swarms"),
+        "processes": processes,
+    }
+    log = base / "dag_test.log"
+    code = run_bounded([sys.executable, str(DRIVER), json.dumps(config)], env, timeout, log)
+    text = log.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.startswith("@result ")]
+    if code != 0 or not lines:
+        raise RuntimeError(f"the dag.test() driver failed (exit {code}); log: {log}")
+    r = json.loads(lines[-1][len("@result ") :])
+    ti, root = r["ti"], r.get("root_times") or {}
+    if ti["state"] != "success" or root.get("task_ends") != tasks or root.get("task_failed"):
+        raise RuntimeError(f"ours: task {ti['state']}, {root.get('task_ends')} ends, {root.get('task_failed')} failed; log: {log}")
+    collected = sum(1 for _ in (base / "out").glob("*_output_*.txt"))
+    if collected != 2 * tasks:
+        raise RuntimeError(f"ours: {collected} outputs collected of {2 * tasks}")
+    started = task_started_at(text) or ti["start"]
     return {
-        "seconds": seconds,
-        "cpu": cpu,
-        "staging": staging,
-        "start_call": started_call,
-        "first_task_after": (first_start - t0) if first_start else None,
+        "whole": ti["end"] - started,
+        "before_staged": root["prepared_at"] - started,  # operator set-up, spec, preflight, staging
+        "staging": logged_seconds(text, "staged"),
+        "staged_to_first_task": root["first_start"] - root["prepared_at"],
+        "run": root["managers_done"] - root["first_start"],
+        "gathering": logged_seconds(text, "gathered"),
+        "done_to_end": ti["end"] - root["managers_done"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "xcom_bytes": r["xcom_bytes"],
     }
 
 
-def run_xargs(base: Path, tasks: int, processes: int) -> dict:
-    engine, round_, staging = stage(base, tasks, processes)
-    work = Path(engine.layout.work_dir)
-    # The same folders, in the manager's order (its task list: "<index>\t<folder>").
-    task_list = Path(engine.layout.manager_file(round_.managers[0], "tasks")).read_text().splitlines()
-    folders = b"".join(str(work / line.split("\t", 1)[1]).encode() + b"\0" for line in task_list)
-    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.time()
+def run_peer(base: Path, inputs: Path, tasks: int, processes: int, timeout: float) -> dict:
+    work, out = base / "work", base / "out"
+    work.mkdir()
+    out.mkdir()
+    shared = str(inputs / SHARED_INPUTS["sf1"])
+    ids = [str(i) for i in range(tasks)]
+    t0 = time.perf_counter()
+    for i in ids:
+        folder = work / f"task_{i}"
+        os.mkdir(folder)
+        os.link(inputs / f"inputfile_{i}.txt", folder / f"inputfile_{i}.txt")
+        os.link(inputs / f"secondinputfile_{i}.txt", folder / f"secondinputfile_{i}.txt")
+    t1 = time.perf_counter()
     proc = subprocess.run(
-        ["xargs", "-0", "-n", "1", "-P", str(processes), "sh", "-c", XARGS_JOB, "sh"],
-        input=folders,
-        capture_output=True,
-        timeout=_timeout_for(tasks),
+        ["xargs", "-0", "-n", "1", "-P", str(processes), "bash", "-c", PEER_JOB, "_"],
+        input="".join(i + "\0" for i in ids).encode(),
+        cwd=work,
+        env={**os.environ, "SHARED": shared},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
         check=False,
     )
-    seconds = time.time() - t0
-    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    t2 = time.perf_counter()
     if proc.returncode != 0:
-        raise RuntimeError(f"xargs exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-500:]}")
-    bad = [line for line in task_list if (work / line.split("\t", 1)[1] / "exit_code").read_text().strip() != "0"]
-    if bad:
-        raise RuntimeError(f"xargs run: {len(bad)} task(s) without exit code 0, e.g. {bad[0]}")
-    return {"seconds": seconds, "cpu": cpu, "staging": staging}
-
-
-def _become_subreaper() -> bool:
-    """Linux: orphans of our descendants (the manager, detached by setsid -f) become our children."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _reap_orphans(wait_s: float = 0.0) -> None:
-    """Reap what was reparented to us (the manager's killed heartbeat and its last `sleep`)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return  # no child left
-        if pid == 0:
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.05)
-
-
-SUBREAPER = False
-RUNNERS = {"manager": run_manager, "xargs": run_xargs}
+        raise RuntimeError(f"xargs exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-300:]}")
+    for i in ids:
+        for name in (f"ls_output_{i}.txt", f"cat_output_{i}.txt"):
+            os.rename(work / f"task_{i}" / name, out / name)
+    t3 = time.perf_counter()
+    return {"whole": t3 - t0, "staging": t1 - t0, "run": t2 - t1, "gathering": t3 - t2}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=5000, help="tasks per run (default 5000)")
-    parser.add_argument("--processes", type=int, default=4, help="tasks at once (default 4)")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions of each side (default 3)")
-    parser.add_argument("--tmpdir", default=None, help="where the temporary trees go (default: the system's)")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--processes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--tmpdir", default=None)
     args = parser.parse_args()
-    if args.tasks < 1 or args.processes < 1 or args.repeat < 1:
-        parser.error("--tasks, --processes and --repeat must be >= 1")
 
-    global SUBREAPER
-    SUBREAPER = _become_subreaper()
-    print(
-        f"dispatch: {args.tasks} x 'true', {args.processes} at a time, {args.repeat} repetition(s); "
-        f"bash {_bash_version()}; {os.cpu_count()} CPU(s); load average {os.getloadavg()[0]:.2f}"
-    )
-    results: dict[str, list[dict]] = {"manager": [], "xargs": []}
+    base = Path(tempfile.mkdtemp(prefix="bench-dispatch-", dir=args.tmpdir))
     try:
-        for rep in range(args.repeat):
-            order = ("manager", "xargs") if rep % 2 == 0 else ("xargs", "manager")
-            for side in order:
-                base = Path(tempfile.mkdtemp(prefix=f"bench-dispatch-{side}-", dir=args.tmpdir))
-                try:
-                    r = RUNNERS[side](base, args.tasks, args.processes)
-                finally:
-                    shutil.rmtree(base, ignore_errors=True)
-                results[side].append(r)
-                extra = ""
-                if side == "manager":
-                    extra = f"  (engine.start call {r['start_call'] * 1000:.0f} ms, first task started after {r['first_task_after'] * 1000:.0f} ms)"
-                print(
-                    f"  rep {rep + 1} {side:7s}: run {r['seconds']:.2f} s = {r['seconds'] / args.tasks * 1000:.2f} ms/task;"
-                    f" cpu {_fmt_cpu(r['cpu'], args.tasks)}; staging {r['staging']:.2f} s{extra}",
-                    flush=True,
-                )
-    finally:
-        _reap_orphans(wait_s=10)  # the last heartbeat `sleep` ends within heartbeat_interval (5 s)
-
-    med = {side: statistics.median(r["seconds"] for r in runs) for side, runs in results.items()}
-    staging = statistics.median(r["staging"] for runs in results.values() for r in runs)
-    ratio = med["manager"] / med["xargs"]
-    print(f"median run: manager {med['manager']:.2f} s, xargs -P {args.processes} {med['xargs']:.2f} s")
-    if all(r["cpu"] is not None for runs in results.values() for r in runs):
-        cpu = {side: statistics.median(r["cpu"] for r in runs) for side, runs in results.items()}
+        home = base / "airflow_home"
+        env = airflow_env(home)
+        if run_bounded([sys.executable, "-m", "airflow", "db", "migrate"], env, MIGRATE_TIMEOUT_S, base / "migrate.log") != 0:
+            raise RuntimeError(f"airflow db migrate failed; log: {base / 'migrate.log'}")
+        inputs = make_example1_inputs(base / "inputs", n=args.tasks)
         print(
-            f"median cpu (user+sys of the whole process tree, steadier than wall time on a busy machine): "
-            f"manager {cpu['manager']:.2f} s, xargs {cpu['xargs']:.2f} s; ratio {cpu['manager'] / cpu['xargs']:.2f}"
+            f"dispatch: Example 1 without sleep, {args.tasks} tasks, processes {args.processes}, {args.repeat} repetition(s); "
+            f"{os.cpu_count()} CPU(s); load average at start {os.getloadavg()[0]:.2f}",
+            flush=True,
         )
-    print(f"median staging (prepare_round, not in the run times): {staging:.2f} s = {staging / args.tasks * 1000:.2f} ms/task")
-    verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
-    print(f"ratio manager/xargs (wall) = {ratio:.2f} (target <= {TARGET_RATIO}): {verdict}")
+        summary = []
+        for processes in args.processes:
+            results: dict[str, list[dict]] = {"ours": [], "peer": []}
+            for rep in range(args.repeat):
+                for side in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
+                    run_dir = base / f"{side}-p{processes}-{rep}"
+                    run_dir.mkdir()
+                    try:
+                        if side == "ours":
+                            r = run_ours(run_dir, env, inputs, args.tasks, processes, args.timeout, f"p{processes}_{rep}")
+                        else:
+                            r = run_peer(run_dir, inputs, args.tasks, processes, args.timeout)
+                    finally:
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                    results[side].append(r)
+                    phases = ", ".join(f"{k} {v:.2f} s" for k, v in r.items() if isinstance(v, float) and k != "peak_rss_mb")
+                    print(f"  P={processes} rep {rep + 1} {side}: {phases}; load {os.getloadavg()[0]:.2f}", flush=True)
+            med = {side: {k: statistics.median(r[k] for r in runs) for k in ("whole", "staging", "run", "gathering")}
+                   for side, runs in results.items()}
+            o, p = med["ours"], med["peer"]
+            print(f"P={processes} medians: ours {o['whole']:.2f} s (staging {o['staging']:.2f}, run {o['run']:.2f}, "
+                  f"gathering {o['gathering']:.2f}); floor {p['whole']:.2f} s (staging {p['staging']:.2f}, "
+                  f"run {p['run']:.2f}, gathering {p['gathering']:.2f})")
+            for key, target in TARGETS.items():
+                ratio = o[key] / p[key]
+                print(f"  ratio {key:5s} ours/floor = {ratio:.2f} (target <= {target}): {'OK' if ratio <= target else 'ABOVE TARGET'}")
+            for key in ("staging", "gathering"):
+                ms = o[key] / args.tasks * 1000
+                print(f"  {key} {ms:.3f} ms/task (floor {p[key] / args.tasks * 1000:.3f}; target <= {TARGET_MS_PER_TASK}): "
+                      f"{'OK' if ms <= TARGET_MS_PER_TASK else 'ABOVE TARGET'}")
+            xcom = results["ours"][-1]["xcom_bytes"]
+            print(f"  XCom bytes: {xcom}; peak RSS of the dag.test() process {results['ours'][-1]['peak_rss_mb']:.0f} MB")
+            summary.append((processes, o, p))
+        print(f"load average at end {os.getloadavg()[0]:.2f}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     return 0
-
-
-def _fmt_cpu(cpu: float | None, tasks: int) -> str:
-    return "n/a" if cpu is None else f"{cpu:.2f} s = {cpu / tasks * 1000:.2f} ms/task"
-
-
-def _bash_version() -> str:
-    out = subprocess.run(["bash", "-c", "echo $BASH_VERSION"], capture_output=True, text=True, check=False)
-    return out.stdout.strip()
 
 
 if __name__ == "__main__":

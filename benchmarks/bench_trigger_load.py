@@ -8,7 +8,9 @@ loop, as a triggerer does, and measures:
 - SSH connections to the host: this process's established TCP connections to the sshd
   port, sampled while the triggers run (`ss -p`); the hook that started the swarms keeps
   its own (paramiko) connection open, so 2 means the triggers shared one;
-- that every trigger fired "finished" with all its tasks done.
+- that every trigger fired "finished" with all its tasks done;
+- SSH commands the triggers sent, and the most channels open at once on their connection:
+  the waiting polls of all triggers travel together (hooks/poll_batcher.py).
 
 Usage: python benchmarks/bench_trigger_load.py [--swarms 50] [--tasks 10]
 (tests/cluster/start.sh must be running.)
@@ -25,9 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # this checkout's package
 from bench_remote import CONN_ID, REMOTE_BASE, load_cluster_env, remote  # noqa: E402
 
+from airflow_provider_locusts.hooks import ssh_shell  # noqa: E402
 from airflow_provider_locusts.hooks.locusts import LocustsHook  # noqa: E402
 from airflow_provider_locusts.swarm.engine import EngineOptions  # noqa: E402
 from airflow_provider_locusts.swarm.handle import SwarmHandle  # noqa: E402
@@ -41,6 +44,25 @@ def ssh_connections(port: str) -> int:
         ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True, text=True
     ).stdout
     return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
+
+
+COMMANDS = {"sent": 0, "open": 0, "most_open": 0}
+
+
+def count_commands() -> None:
+    """Count the commands the triggers' shared connections run, and how many run at once."""
+    original = ssh_shell._SharedConnection.run
+
+    async def counted(self, *args, **kwargs):
+        COMMANDS["sent"] += 1
+        COMMANDS["open"] += 1
+        COMMANDS["most_open"] = max(COMMANDS["most_open"], COMMANDS["open"])
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            COMMANDS["open"] -= 1
+
+    ssh_shell._SharedConnection.run = counted
 
 
 async def watch_all(triggers: list[LocustsSwarmTrigger], port: str) -> dict:
@@ -99,6 +121,7 @@ def main() -> None:
                 outputs=["out_<id>.txt"], output_dir=Path(tmp) / f"out{k}", processes=2,
             )
             root = f"{REMOTE_BASE}/load-{k}"
+            remote(hook.shell, 'rm -rf -- "$1"', root)  # what an interrupted earlier run left
             handle = SwarmHandle(f"load-{k}", root, ssh_conn_id=CONN_ID, output_dir=str(spec.output_dir))
             with hook.engine(handle, spec=spec, options=EngineOptions(heartbeat_interval=2)) as engine:
                 round_ = engine.prepare_round()
@@ -106,6 +129,7 @@ def main() -> None:
             handle = handle.with_round(round_.number, round_.managers, round_.task_count)
             triggers.append(LocustsSwarmTrigger(handle=handle.to_dict(), poll_interval=1, heartbeat_timeout=30))
         hook.close()  # only the triggers' connections are counted while they watch
+        count_commands()
         figures = asyncio.run(watch_all(triggers, env["LOCUSTS_SSH_PORT"]))
         finished = sum(1 for e in figures["events"] if e["status"] == "finished" and e["finished"] == options.tasks)
         for k in range(options.swarms):
@@ -114,8 +138,12 @@ def main() -> None:
     print(
         f"{options.swarms} swarms in one event loop: {finished} finished in {figures['seconds']:.1f} s; "
         f"worst event-loop stall {figures['worst_lag'] * 1000:.0f} ms (target < 100 ms); "
-        f"{len(figures['slow'])} callbacks over 100 ms; at most {figures['max_connections']} SSH connection(s) to the host"
+        f"{len(figures['slow'])} callbacks over 100 ms; at most {figures['max_connections']} SSH connection(s) to the host; "
+        f"{COMMANDS['sent']} SSH commands ({COMMANDS['sent'] / options.swarms:.1f} per swarm), at most {COMMANDS['most_open']} "
+        f"running at once (cap {ssh_shell.MAX_CHANNELS_PER_CONNECTION})"
     )
+    for message in figures["slow"]:
+        print("slow callback:", message[:300])
 
 
 if __name__ == "__main__":

@@ -57,11 +57,12 @@ def locusts_daily_checksums():
         print(f"publishing {summary['succeeded_count']} checksums from {summary['output_dir']}")
 
     @task
-    def list_failures(summary: dict) -> None:
-        for task_id in summary["failed"]:
-            print(f"sample {task_id}: {summary['reasons'][task_id]}")
+    def list_failures(failed: list[str], summary: dict) -> None:
+        # Every failed id is in the "failed" XCom; the summary gives the first ones' reasons.
+        for task_id in failed:
+            print(f"sample {task_id}: {summary['reasons'].get(task_id, 'see ' + summary['manifest'])}")
 
-    any_failures(swarm.output["failed"]) >> [publish(swarm.output), list_failures(swarm.output)]
+    any_failures(swarm.output["failed"]) >> [publish(swarm.output), list_failures(swarm.output["failed"], swarm.output)]
 
 
 locusts_daily_checksums()

@@ -41,14 +41,13 @@ def locusts_example1_local():
         output_dir=str(EXAMPLE_DIR / "output" / "{{ run_id | replace(':', '-') | replace('+', '_') }}"),
         work_root=str(EXAMPLE_DIR / "swarms"),
         processes=4,
-        poll_interval=1,
     )
 
     @task
     def report(summary: dict) -> None:
         print(f"{summary['succeeded_count']} of {summary['total']} tasks succeeded; outputs in {summary['output_dir']}")
-        if summary["failed"]:
-            print(f"failed: {summary['failed']}")
+        if summary["failed_count"]:
+            print(f"{summary['failed_count']} failed, first: {summary['failed_first']}")
 
     make_inputs() >> swarm
     report(swarm.output)

@@ -52,7 +52,6 @@ def locusts_example1_slurm_ssh():
         processes=4,
         # One CPU per job is enough for `sleep 1` tasks; real work would ask for `processes`.
         slurm_options={"partition": os.environ.get("LOCUSTS_SLURM_PARTITION", "debug"), "cpus_per_task": 1, "time": "00:30:00"},
-        poll_interval=2,
     )
 
     @task

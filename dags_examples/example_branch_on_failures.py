@@ -45,13 +45,15 @@ def locusts_branch_on_failures():
         print(f"publishing {summary['succeeded_count']} results from {summary['output_dir']}")
 
     @task
-    def handle_failures(summary: dict) -> list[str]:
-        for task_id in summary["failed"]:
-            print(f"task {task_id} failed: {summary['reasons'][task_id]}")
-        return summary["failed"]
+    def handle_failures(failed: list[str], summary: dict) -> list[str]:
+        # `failed` is the whole list (its own XCom); the summary names the first failures'
+        # reasons, and the manifest every task's.
+        for task_id in failed:
+            print(f"task {task_id} failed: {summary['reasons'].get(task_id, 'see ' + summary['manifest'])}")
+        return failed
 
     choice = choose(swarm.output["failed"])
-    choice >> [publish(swarm.output), handle_failures(swarm.output)]
+    choice >> [publish(swarm.output), handle_failures(swarm.output["failed"], swarm.output)]
 
 
 example_dag = locusts_branch_on_failures()

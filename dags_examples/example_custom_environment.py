@@ -82,7 +82,7 @@ def locusts_custom_environment():
     @task
     def report(summary: dict) -> None:
         print(f"{summary['succeeded_count']} of {summary['total']} tasks succeeded; their changes are in {summary['output_dir']}")
-        if summary["failed"]:
+        if summary["failed_count"]:
             print(f"failed: {summary['reasons']}")
 
     paths >> swarm

@@ -30,9 +30,13 @@ from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.handle import SwarmHandle
 from airflow_provider_locusts.swarm.host_commands import (
     CancelReport,
+    PollRequest,
+    WaitedPoll,
     cancel_command,
     parse_cancel_output,
+    parse_poll_wait,
     poll_command,
+    poll_wait_command,
 )
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import PollResult, parse_poll_output
@@ -143,6 +147,16 @@ class LocustsAsyncHook(BaseHook):
 
     async def run(self, script: str, args: list[str], timeout: float | None = None) -> CommandResult:
         return await self.shell.run_script(script, args, timeout=timeout)
+
+    async def poll_wait(self, request: PollRequest, wait: float, timeout: float = 120) -> WaitedPoll:
+        """One swarm's waiting poll (up to `wait` s on the host, see templates/poll_wait.sh).
+        Over SSH it travels with the polls of the connection's other triggers, as one command."""
+        batched = getattr(self.shell, "poll_wait", None)
+        if batched is not None:
+            return await batched(request, wait, timeout)
+        result = await self.run(*poll_wait_command([request], wait), timeout=timeout + wait)
+        (polled,) = parse_poll_wait(result, 1)
+        return polled
 
     async def poll(self, handle: SwarmHandle, offsets: dict[str, int | None], timeout: float = 120) -> PollResult:
         script, args = poll_command(SwarmLayout(handle.root), offsets)

@@ -21,7 +21,9 @@ from pathlib import Path
 import paramiko
 from airflow.providers.ssh.hooks.ssh import SSHHook, SSHHookAsync
 
+from airflow_provider_locusts.hooks.poll_batcher import PollBatcher
 from airflow_provider_locusts.swarm.errors import SwarmConnectionError, SwarmExecutionError, SwarmNoSpaceError
+from airflow_provider_locusts.swarm.host_commands import PollRequest, WaitedPoll
 from airflow_provider_locusts.swarm.shell import CommandResult, bash_command
 
 try:
@@ -54,7 +56,10 @@ def script_command(script: str, args: list[str] | None) -> str:
 
 def _result(returncode: int, out: bytes, err: bytes, feed_failure: list[BaseException]) -> CommandResult:
     """The exit status decides. A command may stop reading its input early and succeed (it
-    had what it needed); when it failed, a broken input pipe is added to what it said."""
+    had what it needed); when it failed, a broken input pipe is added to what it said. No
+    exit status at all (-1): the channel closed before the command ended."""
+    if returncode == -1:
+        raise SwarmConnectionError("the SSH channel closed before the command ended")
     if feed_failure and returncode != 0:
         err += f"\n(sending its input failed: {feed_failure[0]})".encode()
     return CommandResult(returncode, out, err)
@@ -231,6 +236,27 @@ class _SharedConnection:
                 self.conn = None
                 broken.close()
 
+    async def run(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
+        conn = await self.get()
+        try:
+            async with self.channels:
+                result = await conn.run(
+                    shlex.join(bash_command(args)), input=script.encode(), timeout=timeout, check=False, encoding=None
+                )
+        except Exception:
+            await self.drop(conn)
+            raise
+        if result.exit_status is None and result.exit_signal is None:
+            # The channel closed before the command ended (sshd stopped, link dropped): what
+            # came back is cut short, and the connection is no good any more.
+            await self.drop(conn)
+            raise SwarmConnectionError(f"the SSH channel to {self.ssh_conn_id!r} closed before the command ended")
+        return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
+
+    @cached_property
+    def polls(self) -> PollBatcher:
+        return PollBatcher(self.run)
+
 
 MAX_CHANNELS_PER_CONNECTION = 8
 # (event loop, ssh_conn_id) → shared connection: a triggerer runs all its triggers in one loop.
@@ -259,17 +285,11 @@ class AsyncSSHShell:
         return self._shared
 
     async def run_script(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> CommandResult:
-        shared = self._acquire()
-        conn = await shared.get()
-        try:
-            async with shared.channels:
-                result = await conn.run(
-                    shlex.join(bash_command(args)), input=script.encode(), timeout=timeout, check=False, encoding=None
-                )
-        except Exception:
-            await shared.drop(conn)
-            raise
-        return CommandResult(result.exit_status or 0, result.stdout or b"", result.stderr or b"")
+        return await self._acquire().run(script, args, timeout)
+
+    async def poll_wait(self, request: PollRequest, wait: float, timeout: float) -> WaitedPoll:
+        """A swarm's waiting poll, sent with those of the connection's other triggers."""
+        return await self._acquire().polls.poll(request, wait, timeout)
 
     async def close(self) -> None:
         shared, self._shared = self._shared, None

@@ -81,6 +81,8 @@ class LocustsSwarmOperator(BaseOperator):
     :param args: argument lists, one task each (instead of task_inputs)
     :param processes: tasks run at once by each manager
     :param batch_size: task folders per `work/batch_<k>` folder
+    :param shard_outputs_above: above this many tasks, outputs are collected into
+        `output_dir/batch_<k>/` (the batch of each task's folder) instead of output_dir itself
     :param swarm_id: name of the swarm root; default: derived from dag, task, run and map index
     :param work_root: local folder of swarm roots (and of copy mode's scratch folders);
         default: ``[locusts] work_root``, else ``$AIRFLOW_HOME/locusts``
@@ -155,6 +157,7 @@ class LocustsSwarmOperator(BaseOperator):
         args: Sequence[Sequence[Any]] | None = None,
         processes: int = 1,
         batch_size: int = 10000,
+        shard_outputs_above: int = 10000,
         swarm_id: str | None = None,
         work_root: str | None = None,
         ssh_conn_id: str | None = None,
@@ -196,6 +199,7 @@ class LocustsSwarmOperator(BaseOperator):
         self.args = args
         self.processes = processes
         self.batch_size = batch_size
+        self.shard_outputs_above = shard_outputs_above
         self.swarm_id = swarm_id
         self.work_root = work_root
         self.ssh_conn_id = ssh_conn_id
@@ -242,7 +246,7 @@ class LocustsSwarmOperator(BaseOperator):
 
     def _check_options(self) -> None:
         scheduler = get_scheduler(self.scheduler)
-        for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0), ("max_poll_failures", 0)):
+        for name, minimum in (("nodes", 1), ("min_tasks_per_process", 1), ("heartbeat_interval", 1), ("task_retries", 0), ("max_reschedules", 0), ("max_poll_failures", 0), ("shard_outputs_above", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise SwarmSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -332,6 +336,7 @@ class LocustsSwarmOperator(BaseOperator):
             task_timeout=self.task_timeout,
             input_staging="copy" if copy_files and self.input_staging == "symlink" else self.input_staging,
             overwrite_outputs=self.overwrite_outputs,
+            shard_outputs_above=self.shard_outputs_above,
             group_writable=bool(self.shared_root),
             slurm_options=dict(self.slurm_options or {}),
             oar_options=dict(self.oar_options or {}),
@@ -368,10 +373,12 @@ class LocustsSwarmOperator(BaseOperator):
                 self.log.info("Swarm %s: round %d is still running, watching it again.", handle.swarm_id, round_.number)
             else:
                 engine.preflight(shared=bool(self.shared_root), root_setting="remote_root" if self.ssh_conn_id else "work_root")
+                began = time.monotonic()
                 round_ = engine.prepare_round()
                 if round_ is None:
                     self.log.info("Swarm %s: every task already succeeded; gathering.", handle.swarm_id)
-                    return self._finish(context, engine, engine.gather(report=gather_report))
+                    return self._finish(context, engine, self._gather(engine, report=gather_report))
+                self.log.info("Swarm %s: staged %d task(s) in %.2f s", handle.swarm_id, round_.task_count, time.monotonic() - began)
                 engine.start(round_)
                 self.log.info(
                     "Swarm %s: started round %d, %d task(s) on %d manager(s) (%s), root %s",
@@ -415,7 +422,7 @@ class LocustsSwarmOperator(BaseOperator):
             if step is not None:
                 time.sleep(step.delay)
             try:
-                step = watch.observe(self.hook.run(*watch.command(), timeout=POLL_TIMEOUT))
+                step = watch.observe(self.hook.run(*watch.command(), timeout=POLL_TIMEOUT + watch.wait))
             except TRANSIENT_ERRORS as error:
                 self.hook.reset()
                 step = watch.failed(error)
@@ -438,7 +445,7 @@ class LocustsSwarmOperator(BaseOperator):
             return self._after_lost_track(context, handle, event)
         if event["status"] == "finished":
             with self.hook.engine(handle) as engine:
-                return self._finish(context, engine, engine.gather(report=gather_report))
+                return self._finish(context, engine, self._gather(engine, report=gather_report))
         lost = list(event.get("lost") or [])
         with self.hook.engine(handle) as engine:
             never_ran = [d for d in engine.diagnose(lost) if not d.ran_tasks]
@@ -454,14 +461,14 @@ class LocustsSwarmOperator(BaseOperator):
                 # missing image): submitting the same round again would fail the same way.
                 engine.cancel(lost)
                 result = engine.gather(lost_reason=f"never started: {detail}", lost_managers=lost, report=gather_report)
-                self._push_lists(context, result.summary())
+                self._push_lists(context, result)
                 raise SwarmStartError(
                     f"None of the {len(handle.managers)} manager(s) of round {handle.round} started a task, so nothing "
                     f"was submitted again: {detail}. Fix the cause and retry. Manifest: {result.manifest}"
                 )
             next_round = self._replace_lost_managers(engine, handle, lost)
             if next_round is None:
-                return self._finish(context, engine, engine.gather(lost_reason=lost_reason, lost_managers=lost, report=gather_report))
+                return self._finish(context, engine, self._gather(engine, lost_reason=lost_reason, lost_managers=lost, report=gather_report))
         return self._watch(context, next_round)
 
     def _replace_lost_managers(self, engine: SwarmEngine, handle: SwarmHandle, lost: list[str]) -> SwarmHandle | None:
@@ -506,7 +513,7 @@ class LocustsSwarmOperator(BaseOperator):
                 result = engine.gather(lost_reason=f"unknown: lost track of the swarm: {message}", report=gather_report)
                 if live is None:
                     # What was known is kept (the manifest); the swarm's fate is not.
-                    self._push_lists(context, result.summary())
+                    self._push_lists(context, result)
                     raise SwarmLostTrackError(
                         f"Lost track of the swarm: {message}. Whether it still runs in {handle.root} is unknown "
                         f"({poll_problem}). The manifest holds what was known: {result.manifest}. A retry resumes "
@@ -520,12 +527,19 @@ class LocustsSwarmOperator(BaseOperator):
                 f"watching it. (Reaching it from this worker failed too: {error})"
             ) from error
 
+    def _gather(self, engine: SwarmEngine, **kwargs: Any) -> SwarmResult:
+        began = time.monotonic()
+        result = engine.gather(**kwargs)
+        self.log.info("Swarm %s: gathered %d task(s) in %.2f s", result.swarm_id, len(result.results), time.monotonic() - began)
+        return result
+
     def _finish(self, context: Context, engine: SwarmEngine, result: SwarmResult) -> dict:
         summary = result.summary()
         if self.cleanup and not result.failed:
+            began = time.monotonic()
             engine.cleanup()
-            self.log.info("Swarm %s: removed its root %s", result.swarm_id, engine.layout.root)
-        self._push_lists(context, summary)
+            self.log.info("Swarm %s: removed its root %s in %.2f s", result.swarm_id, engine.layout.root, time.monotonic() - began)
+        self._push_lists(context, result)
         total = summary["total"]
         if summary.get("report"):
             self.log.info("Swarm %s: report %s", result.swarm_id, summary["report"])
@@ -543,13 +557,13 @@ class LocustsSwarmOperator(BaseOperator):
         annotate_outlet_events(context, self.outlets, summary)  # only a task that succeeds emits them
         return summary
 
-    def _push_lists(self, context: Context, summary: dict) -> None:
+    def _push_lists(self, context: Context, result: SwarmResult) -> None:
         """The id lists under their own keys, before any failure is raised: a downstream task
         with trigger_rule="all_done" reads them even when this task failed."""
         if self.do_xcom_push:
             ti = context["ti"]
-            ti.xcom_push(key="succeeded", value=summary["succeeded"])
-            ti.xcom_push(key="failed", value=summary["failed"])
+            ti.xcom_push(key="succeeded", value=result.succeeded)
+            ti.xcom_push(key="failed", value=result.failed)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         # "__fail__": Airflow gave up on the deferred task (execution_timeout reached, or the

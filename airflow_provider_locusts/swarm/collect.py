@@ -11,19 +11,25 @@ import glob
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from airflow_provider_locusts.swarm.errors import OutputCollisionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import EventFold, TaskOutcome
-from airflow_provider_locusts.swarm.sinks import OutputSink
+from airflow_provider_locusts.swarm.sinks import OutputSink, output_target
 from airflow_provider_locusts.swarm.table import TaskRow
 
 MANIFEST_PREFIX = "locusts_manifest."
 REPORT_PREFIX = "locusts_report."
 MISSING_OUTPUTS_FILE = ".locusts_missing"
+# Failed ids (with their reasons) the XCom return value names at most; every id is in the
+# "succeeded" and "failed" XComs and in the manifest.
+FAILED_IDS_SHOWN = 100
+REASON_CHARS_SHOWN = 200  # the manifest has every reason whole
+# Where sharded outputs go, under output_dir.
+SHARD_FOLDERS = "batch_<k>"
 
 __all__ = [
     "MANIFEST_PREFIX",
@@ -69,6 +75,7 @@ class SwarmResult:
     output_dir: str
     manifest: str
     extra_files: dict[str, str] = field(default_factory=dict)  # name → path (the report)
+    outputs_sharded: bool = False  # outputs are in output_dir/batch_<k>/
 
     @property
     def succeeded(self) -> list[str]:
@@ -83,19 +90,27 @@ class SwarmResult:
         return {r.id: r.reason or "" for r in self.results if r.state == "failed"}
 
     def summary(self) -> dict:
-        """The JSON-able XCom return value."""
+        """The XCom return value: small at any size. The full id lists are pushed under their
+        own keys ("succeeded", "failed") and every task is in the manifest."""
+        failed = [r for r in self.results if r.state == "failed"]
+        shown = failed[:FAILED_IDS_SHOWN]
         return {
             "swarm_id": self.swarm_id,
             "total": len(self.results),
-            "succeeded_count": len(self.succeeded),
-            "failed_count": len(self.failed),
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "reasons": self.reasons,
+            "succeeded_count": len(self.results) - len(failed),
+            "failed_count": len(failed),
+            "failed_first": [r.id for r in shown],
+            "reasons": {r.id: _shortened(r.reason or "") for r in shown},
+            "xcom_keys": ["succeeded", "failed"],
             "output_dir": self.output_dir,
+            "outputs_sharded_by": SHARD_FOLDERS if self.outputs_sharded else None,
             "manifest": self.manifest,
             "report": self.extra_files.get("report"),
         }
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= REASON_CHARS_SHOWN else text[: REASON_CHARS_SHOWN - 1] + "…"
 
 
 class GatherExtension(Protocol):
@@ -157,7 +172,7 @@ def check_output_dir(tasks: Sequence[TaskRow], layout: SwarmLayout, sink: Output
     if overwrite:
         return
     ours = {i for i, entry in read_results(layout).items() if entry["state"] == "succeeded"}
-    wanted = [(task, out) for task in tasks if task.index not in ours for out in task.outputs]
+    wanted = [(task, output_target(task, out, sink.sharded)) for task in tasks if task.index not in ours for out in task.outputs]
     clash = sink.existing([out for _, out in wanted])
     if clash:
         owner = {out: task for task, out in wanted}
@@ -175,10 +190,10 @@ def _failure_reason(outcome: TaskOutcome | None, missing_names: list[str], lost:
         return f"never finished: {lost}" if lost else "never finished"
     if lost and outcome.cut_off_by(lost_managers):
         return f"killed (exit code {outcome.exit_code}) as {lost}"
-    parts = []
     if outcome.timed_out:
-        parts.append(f"timed out after {outcome.timed_out} s")
-    elif outcome.exit_code != 0:
+        return f"timed out after {outcome.timed_out} s"  # whatever it had not written yet
+    parts = []
+    if outcome.exit_code != 0:
         parts.append(f"exit code {outcome.exit_code}")
     if outcome.missing_outputs:
         parts.append("missing outputs: " + ", ".join(missing_names))
@@ -251,7 +266,7 @@ def gather(
     if extension is None:
         missing_by_index = sink.collect(to_collect, overwrite)
         failed = {i: "missing outputs: " + ", ".join(m) for i, m in missing_by_index.items() if m}
-        collected = {t.index: [sink.describe(o) for o in t.outputs] for t in to_collect}
+        collected = {t.index: [sink.describe(output_target(t, o, sink.sharded)) for o in t.outputs] for t in to_collect}
     else:
         failed, collected = extension.collect(to_collect, overwrite)
     for task in to_collect:
@@ -263,17 +278,23 @@ def gather(
             result.outputs = collected[task.index]
 
     ordered = [results[t.index] for t in tasks]
-    lines = "".join(json.dumps(_manifest_entry(r)) + "\n" for r in ordered)
+    lines = "".join(map(_manifest_line, ordered))
     _write_text(Path(layout.results), lines)
     manifest = sink.write_text(manifest_name(swarm_id), lines)
-    return SwarmResult(swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest)
+    return SwarmResult(
+        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded
+    )
 
 
-def _manifest_entry(result: TaskResult) -> dict:
-    entry = asdict(result)
+_RESULT_FIELDS = tuple(TaskResult.__dataclass_fields__)
+
+
+def _manifest_line(result: TaskResult) -> str:
+    # dataclasses.asdict deep-copies each field: far slower than this, once per task.
+    entry = {name: getattr(result, name) for name in _RESULT_FIELDS}
     if entry["changes"] is None:
         del entry["changes"]  # the Default Environment's entries keep their fields
-    return entry
+    return json.dumps(entry) + "\n"
 
 
 def _write_text(path: Path, text: str) -> None:

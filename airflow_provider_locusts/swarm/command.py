@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from airflow_provider_locusts.swarm.errors import SwarmSpecError
 
 _HANDLE = re.compile(r"<id>|<shared>([A-Za-z_][A-Za-z0-9_]*)?|<arg(\d+)>")
+# What a command sees differently in a forked subshell of its manager than in a bash of its
+# own: `$$` (the manager's pid, shared by its tasks) and `$PPID`.
+_OWN_SHELL_NEEDED = re.compile(r"\$\$|\$\{\$\}|PPID")
 
 ID_VAR = "LOCUSTS_ID"
 
@@ -39,6 +42,16 @@ class CommandTemplate:
     shared_names: frozenset[str]
     max_arg_index: int | None
     uses_id: bool
+
+    @property
+    def needs_own_shell(self) -> str | None:
+        """Why each attempt must run in a bash of its own, or None when a subshell of the
+        manager does the same (cheaper: no new bash per task)."""
+        # The script, not the source: what the subshell would run (a Custom Environment's
+        # tasks run the user's command in a bash of their own anyway).
+        if _OWN_SHELL_NEEDED.search(self.script):
+            return "the command reads $$ or $PPID, which must be the task's own"
+        return None
 
     @classmethod
     def parse(cls, command: str, shared_names: set[str]) -> CommandTemplate:

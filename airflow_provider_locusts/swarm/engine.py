@@ -28,6 +28,7 @@ from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNoSp
 from airflow_provider_locusts.swarm.host_commands import (
     CLEANUP_SCRIPT,
     CLEAR_FOLDERS_SCRIPT,
+    DROP_EMPTY_LOGS_SCRIPT,
     CancelReport,
     LogTail,
     ManagerDiagnosis,
@@ -91,6 +92,9 @@ class EngineOptions:
     task_timeout: int | None = None  # seconds an attempt may run before it is stopped and fails
     input_staging: str = "hardlink"
     overwrite_outputs: bool = False
+    # Above this many tasks, outputs go to output_dir/batch_<k>/ (one folder per task batch)
+    # rather than all into output_dir itself.
+    shard_outputs_above: int = 10000
     group_writable: bool = False  # shared filesystem: the cluster account writes into our folders
     # scheduler="slurm" / "oar": #SBATCH / #OAR settings, shell lines before the manager, command prefix
     slurm_options: dict = field(default_factory=dict)
@@ -149,6 +153,8 @@ class SwarmEngine:
         self.scratch = scratch
         self._rows: list[TaskRow] | None = as_rows(spec.tasks) if spec else None
         self._processes = spec.processes if spec else None
+        # Why each attempt needs a bash of its own (None: a subshell of the manager does).
+        self._own_shell = spec.command.needs_own_shell if spec else None
         # A Custom Environment's settings (environment.py), as the root records them.
         self.environment: dict | None = spec.environment.settings() if spec and spec.environment else None
 
@@ -197,6 +203,7 @@ class SwarmEngine:
         settings = json.loads(path.read_text())
         self.options = EngineOptions.from_dict(settings["options"])
         self._processes = settings["processes"]
+        self._own_shell = settings.get("own_shell")
         self.swarm_id = settings["swarm_id"]
         if not self.output_dir:
             self.output_dir = settings["output_dir"]
@@ -220,6 +227,7 @@ class SwarmEngine:
         settings = {
             "swarm_id": self.swarm_id,
             "processes": self._processes,
+            "own_shell": self._own_shell,
             "output_dir": self.output_dir,
             "output_dir_on_host": self.output_dir_on_host,
             "options": asdict(self.options),
@@ -294,9 +302,15 @@ class SwarmEngine:
 
     def sink(self) -> OutputSink:
         self._load_from_root()
+        sharded = self.outputs_sharded
         if self.output_dir_on_host:
-            return HostSink(self.shell, self.output_dir, self.layout.work_dir)
-        return LocalSink(self.output_dir, self.local.work_dir)
+            return HostSink(self.shell, self.output_dir, self.layout.work_dir, sharded)
+        return LocalSink(self.output_dir, self.local.work_dir, sharded)
+
+    @property
+    def outputs_sharded(self) -> bool:
+        """Outputs go to output_dir/batch_<k>/ when the swarm has more than shard_outputs_above tasks."""
+        return len(self.tasks) > self.options.shard_outputs_above
 
     def prepare_round(self) -> Round | None:
         """Stage a new try's round: every task that has not succeeded; None when none is left."""
@@ -323,6 +337,7 @@ class SwarmEngine:
             builder.create_root()
             builder.write_task_table()
             builder.stage_shared()
+            builder.write_command()
             builder.stage_tasks(todo)
             if environment is not None:
                 environment.stage()
@@ -400,6 +415,14 @@ class SwarmEngine:
         if self.environment:
             remove_replicas(self.shell, self.layout.root, todo)  # each runs again in a fresh replica
         self._reset_folders(todo)
+        # A lost manager may not have removed the empty logs of the tasks it finished.
+        todo_indexes = {t.index for t in todo}
+        finished = [
+            t.folder
+            for t in self.tasks
+            if t.index not in todo_indexes and t.index in outcomes and outcomes[t.index].manager in lost_managers
+        ]
+        self._drop_empty_logs(finished)
         self._write_round_scripts(plans)
         round_ = self._append_round(ledger, number, "reschedule", [p.name for p in plans], len(todo))
         self._push(["exec"])
@@ -415,6 +438,7 @@ class SwarmEngine:
             self.options.scheduler,
             self.options.task_retries,
             self.options.task_timeout,
+            self._own_shell,
         )
         scheduler = get_scheduler(self.options.scheduler)
         if scheduler.job_script_kind:
@@ -437,6 +461,13 @@ class SwarmEngine:
         self.shell.run_script(CLEAR_FOLDERS_SCRIPT, [self.layout.work_dir], stdin_data=listing).check(
             "clearing task folders before staging them again"
         )
+
+    def _drop_empty_logs(self, folders: list[str]) -> None:
+        if folders:
+            listing = b"".join(_nul(f) for f in folders)
+            self.shell.run_script(DROP_EMPTY_LOGS_SCRIPT, [self.layout.work_dir], stdin_data=listing).check(
+                "removing the empty logs of the tasks a lost manager finished"
+            )
 
     def _reset_folders(self, tasks: list[TaskRow]) -> None:
         records = b"".join(
@@ -523,7 +554,8 @@ class SwarmEngine:
             if len(tails) >= REPORT_MAX_TAILS:
                 break
             folder = Path(self.local.task_dir(folders[task.index]))
-            tails[task.id] = {name: text for name in ("stderr", "stdout") if (text := _file_tail(folder / f"{name}.txt")) is not None}
+            if folder.is_dir():  # an empty log is not kept: absent from a folder that is there means empty
+                tails[task.id] = {name: _file_tail(folder / f"{name}.txt") or "" for name in ("stderr", "stdout")}
         info = {"swarm_id": self.swarm_id, "output_dir": result.output_dir, "manifest": result.manifest}
         html = report([asdict(r) for r in result.results], tails, info)
         return sink.write_text(collect.report_name(self.swarm_id), html)

@@ -34,8 +34,9 @@ from airflow_provider_locusts.swarm.spec import (
 )
 
 # What a task runs, in its folder, instead of the user's command (which replica_task.sh runs in
-# the replica's work folder): the same line whichever way the manager runs a task's command.
-TASK_COMMAND = 'bash "${LOCUSTS_SWARM_ROOT}/environment/task.sh"'
+# the replica's work folder): the same line whichever way the manager runs a task's command
+# (sourced in a subshell, in a bash of its own, under `timeout`); `exec` spares a process.
+TASK_COMMAND = 'exec bash "${LOCUSTS_SWARM_ROOT}/environment/task.sh"'
 
 BLOCK = 4096  # bytes a file or folder takes at least, for the space estimates
 

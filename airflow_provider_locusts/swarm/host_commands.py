@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import host_script
-from airflow_provider_locusts.swarm.shell import EXIT_NO_SWARM_ROOT
+from airflow_provider_locusts.swarm.shell import EXIT_NO_SWARM_ROOT, CommandResult
 
 # Runs the swarm's own poll.sh (staged in exec/) with the offsets as arguments; a root that
 # is not there (or not visible from where the poll runs) exits EXIT_NO_SWARM_ROOT.
@@ -50,6 +50,13 @@ LOG_TAIL_SCRIPT = (
 # Removes task folders wholesale (NUL-separated on stdin, relative to work/) before they
 # are staged again.
 CLEAR_FOLDERS_SCRIPT = 'cd -- "$1" 2>/dev/null || exit 0; xargs -0 -r rm -rf --'
+
+# Removes the empty logs of task folders (NUL-separated on stdin, relative to work/): what a
+# manager does itself, in batches, unless it was killed first.
+DROP_EMPTY_LOGS_SCRIPT = (
+    'cd -- "$1" 2>/dev/null || exit 0; while IFS= read -r -d "" d; do for f in "$d/stdout.txt" "$d/stderr.txt"; do '
+    '[ -f "$f" ] && [ ! -s "$f" ] && printf "%s\\0" "$f"; done; done | xargs -0 -r rm -f --'
+)
 
 # One line of the task table: the row of task INDEX is line INDEX + 1 (staging writes the
 # table in index order). Read with sed, which stops at that line; bounded in bytes.
@@ -94,6 +101,62 @@ def _with_scheduler_functions(name: str) -> str:
     """A host script that sources the root's exec/scheduler.sh, after SLURM's functions: the
     scheduler of roots staged before each root recorded its own."""
     return host_script("scheduler_slurm.sh") + "\n" + host_script(name)
+
+
+@dataclass(frozen=True)
+class PollRequest:
+    """One swarm's part of a waiting poll: its poll.sh and (manager, offset) pairs."""
+
+    poll_script: str
+    pairs: tuple[str, ...]  # manager, offset, manager, offset, ...
+
+    @classmethod
+    def of(cls, layout: SwarmLayout, offsets: dict[str, int | None]) -> PollRequest:
+        _, args = poll_command(layout, offsets)
+        return cls(args[0], tuple(args[1:]))
+
+
+@dataclass(frozen=True)
+class WaitedPoll:
+    """What a waiting poll brought back for one swarm: its poll.sh's result, how long the host
+    waited, and whether this swarm was worth reporting (its round may be over)."""
+
+    result: CommandResult
+    waited: float
+    worth_reporting: bool
+
+
+def poll_wait_command(requests: list[PollRequest], wait: float) -> tuple[str, list[str]]:
+    """One command polling every swarm of `requests`, after waiting on the host up to `wait`
+    seconds for one of them to be worth reporting (see templates/poll_wait.sh)."""
+    args = [str(max(0, int(wait * 1000)))]
+    for request in requests:
+        args += [request.poll_script, str(len(request.pairs) // 2), *request.pairs]
+    return host_script("poll_wait.sh"), args
+
+
+def parse_poll_wait(result: CommandResult, count: int) -> list[WaitedPoll]:
+    """Split a waiting poll's output into one WaitedPoll per request, in order."""
+    result.check("polling the swarm")
+    data = result.stdout
+    end = data.index(b"\n")
+    header = data[:end].split()
+    if header[:1] != [b"@waited"]:
+        raise ValueError(f"unexpected first line of a poll: {data[:end]!r}")
+    waited = int(header[1]) / 1000
+    pos = end + 1
+    polls = []
+    for _ in range(count):
+        end = data.index(b"\n", pos)
+        fields = data[pos:end].split()
+        if fields[:1] != [b"@result"]:
+            raise ValueError(f"unexpected line in a poll: {data[pos:end]!r}")
+        rc, n_out, n_err, worth = (int(f) for f in fields[1:5])
+        pos = end + 1
+        out, err = data[pos : pos + n_out], data[pos + n_out : pos + n_out + n_err]
+        pos += n_out + n_err
+        polls.append(WaitedPoll(CommandResult(rc, out, err), waited, bool(worth)))
+    return polls
 
 
 def cancel_command(layout: SwarmLayout, managers: list[str]) -> tuple[str, list[str]]:

@@ -2,9 +2,10 @@
 
 ```
 <root>/
-  exec/     manager scripts, task lists, append-only event files, heartbeats,
-            pids / job ids, the ledger of rounds, the task table, poll.sh
-  work/     batch_<k>/task_<id>/  one clean folder per task
+  exec/     command.sh, manager scripts, task lists, append-only event files, heartbeats,
+            pids / job ids, the ledger of rounds, the task table, poll.sh, rerun.sh
+  work/     batch_<k>/task_<id>/  one clean folder per task: its inputs, then what it
+            writes, and its stdout.txt / stderr.txt when not empty
   shared/   <NAME>/<file>         shared inputs, staged once
 ```
 Paths are POSIX strings so the same layout describes a local root and a remote one.
@@ -83,6 +84,16 @@ class SwarmLayout:
     def scheduler_functions(self) -> str:
         """The scheduler's bash functions (templates/scheduler_<name>.sh), for cancel and diagnose."""
         return join(self.exec_dir, "scheduler.sh")
+
+    @property
+    def command_script(self) -> str:
+        """The command every task runs (sourced in a subshell, or run by bash) in its folder."""
+        return join(self.exec_dir, "command.sh")
+
+    @property
+    def rerun_script(self) -> str:
+        """`bash exec/rerun.sh TASK_ID` runs one task again by hand."""
+        return join(self.exec_dir, "rerun.sh")
 
     def task_dir(self, folder: str) -> str:
         return join(self.work_dir, folder)

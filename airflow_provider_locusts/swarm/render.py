@@ -1,4 +1,4 @@
-"""Jinja2 rendering of the scripts a swarm runs: per-task scripts, managers, poll.
+"""Jinja2 rendering of the scripts a swarm runs: the command, managers, poll.
 
 StrictUndefined turns a missing variable into an error instead of an empty string,
 and every value placed in a script goes through the `shq` (shell-quote) filter.
@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.spec import SwarmSpec, TaskSpec
+from airflow_provider_locusts.swarm.spec import SwarmSpec
 
 # Bytes of new events one poll returns at most per manager; the rest comes next poll.
 MAX_POLL_CHUNK = 1 << 20
@@ -55,34 +55,46 @@ def host_script(name: str) -> str:
     return resources.files("airflow_provider_locusts.swarm").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
-class TaskScriptRenderer:
-    """Renders task.sh for many tasks of one swarm, compiling the template once."""
-
-    def __init__(self, spec: SwarmSpec):
-        self._template = _environment().get_template("task.sh.j2")
-        self._shared_names = sorted(spec.command.shared_names)
-        self._shared_paths = {name: spec.shared_runtime_name(name) for name in self._shared_names}
-        self._command = spec.command.script
-
-    def __call__(self, task: TaskSpec) -> str:
-        return self._template.render(
-            task=task,
-            command=self._command,
-            shared_names=self._shared_names,
-            shared_paths=self._shared_paths,
-        )
+def render_command_script(spec: SwarmSpec) -> str:
+    """exec/command.sh: the command every task runs, with the shared inputs' paths."""
+    names = sorted(spec.command.shared_names)
+    return render(
+        "command.sh.j2",
+        command=spec.command.script,
+        shared_names=names,
+        shared_paths={name: spec.shared_runtime_name(name) for name in names},
+    )
 
 
 # Seconds between a timed-out attempt's TERM and its KILL.
 TIMEOUT_KILL_AFTER = 5
 
 
+# Empty task logs a manager removes with one `rm` (see manager.sh.j2).
+EMPTY_LOG_BATCH = 256
+
+
 def render_manager(
-    layout: SwarmLayout, manager: str, processes: int, heartbeat_interval: int, task_retries: int = 0, task_timeout: int | None = None
+    layout: SwarmLayout,
+    manager: str,
+    processes: int,
+    heartbeat_interval: int,
+    task_retries: int = 0,
+    task_timeout: int | None = None,
+    own_shell_reason: str | None = None,
 ) -> str:
+    """The manager script. Each attempt runs in a forked subshell that sources exec/command.sh,
+    unless it needs a bash of its own: with task_timeout (its own process group, under
+    `timeout`), or `own_shell_reason` (a command that reads `$$` or `$PPID`)."""
+    if task_timeout and not own_shell_reason:
+        own_shell_reason = "task_timeout: each attempt runs under `timeout`, in a process group of its own"
     return render(
         "manager.sh.j2",
         manager=manager,
+        own_shell=bool(own_shell_reason),
+        own_shell_why=own_shell_reason or "",
+        log_batch=EMPTY_LOG_BATCH,
+        command_script=layout.command_script,
         task_retries=task_retries,
         task_timeout=task_timeout,
         kill_after=TIMEOUT_KILL_AFTER,

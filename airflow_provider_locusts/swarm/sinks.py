@@ -20,8 +20,15 @@ from airflow_provider_locusts.swarm.shell import Shell
 from airflow_provider_locusts.swarm.table import TaskRow
 
 
+def output_target(task: TaskRow, output: str, sharded: bool) -> str:
+    """Where an output goes, relative to output_dir: as it is, or under its batch's shard
+    (output_dir/batch_<k>/...) when the swarm's outputs are sharded."""
+    return f"{task.batch}/{output}" if sharded else output
+
+
 class OutputSink(Protocol):
     output_dir: str
+    sharded: bool  # outputs go to output_dir/batch_<k>/ (see output_target)
 
     def describe(self, relative: str) -> str:
         """The full path of an output (or any file) in output_dir."""
@@ -37,15 +44,16 @@ class OutputSink(Protocol):
         """Write a file into output_dir atomically; return its path."""
 
 
-def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
+def move_no_clobber(source: Path | str, target: Path | str, overwrite: bool, make_parent: bool = True) -> None:
     """Move source to target atomically; without `overwrite`, never replace an existing target."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
     if overwrite:
         try:
             os.replace(source, target)
             return
         except OSError:
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            tmp = _temporary_name(target)
             shutil.copy2(source, tmp)
             os.replace(tmp, target)
             os.unlink(source)
@@ -58,7 +66,7 @@ def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
             return
         raise OutputCollisionError(f"{target} appeared in output_dir while collecting; it was left untouched.") from None
     except OSError:
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp = _temporary_name(target)
         shutil.copy2(source, tmp)
         try:
             os.link(tmp, target)
@@ -69,34 +77,53 @@ def move_no_clobber(source: Path, target: Path, overwrite: bool) -> None:
     os.unlink(source)
 
 
+def _temporary_name(target: Path | str) -> str:
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+
+
 class LocalSink:
     """output_dir on this machine; the task folders are read from a local view of the root."""
 
-    def __init__(self, output_dir: str | Path, work_dir: str | Path):
+    def __init__(self, output_dir: str | Path, work_dir: str | Path, sharded: bool = False):
         self.path = Path(output_dir)
         self.output_dir = str(self.path)
         self.work_dir = Path(work_dir)
+        self.sharded = sharded
 
     def describe(self, relative: str) -> str:
-        return str(self.path / relative)
+        return os.path.join(self.output_dir, relative)
 
     def existing(self, relatives: Sequence[str]) -> list[str]:
         if not self.path.exists():
             return []
-        return [r for r in relatives if (self.path / r).exists()]
+        exists, base = os.path.exists, self.output_dir
+        return [r for r in relatives if exists(os.path.join(base, r))]
 
     def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> dict[int, list[str]]:
+        # Plain string paths and one mkdir per target folder: this runs once per output.
         self.path.mkdir(parents=True, exist_ok=True)
+        exists, join = os.path.exists, os.path.join
+        work, out = str(self.work_dir), self.output_dir
+        folders_made = {out}
         missing_by_index = {}
         for task in tasks:
-            folder = self.work_dir / task.folder
-            missing = [o for o in task.outputs if not (folder / o).exists() and not (self.path / o).exists()]
+            folder = join(work, task.folder)
+            moves = [(join(folder, o), join(out, output_target(task, o, self.sharded))) for o in task.outputs]
+            missing = [o for o, (source, target) in zip(task.outputs, moves) if not exists(source) and not exists(target)]
             if missing:
                 missing_by_index[task.index] = missing
                 continue
-            for o in task.outputs:
-                if (folder / o).exists():
-                    move_no_clobber(folder / o, self.path / o, overwrite)
+            for source, target in moves:
+                parent = os.path.dirname(target)
+                if parent not in folders_made:
+                    os.makedirs(parent, exist_ok=True)
+                    folders_made.add(parent)
+                try:
+                    move_no_clobber(source, target, overwrite, make_parent=False)
+                except FileNotFoundError:
+                    if not exists(target):  # moved by an earlier, interrupted gather otherwise
+                        raise
         return missing_by_index
 
     def write_text(self, name: str, text: str) -> str:
@@ -112,17 +139,19 @@ class LocalSink:
 class HostSink:
     """output_dir on the swarm's host: outputs move there, on the host, from the task folders."""
 
-    def __init__(self, shell: Shell, output_dir: str, work_dir: str):
+    def __init__(self, shell: Shell, output_dir: str, work_dir: str, sharded: bool = False):
         self.shell = shell
         self.output_dir = output_dir
         self.work_dir = work_dir
+        self.sharded = sharded
 
     def describe(self, relative: str) -> str:
         return posixpath.join(self.output_dir, relative)
 
     def existing(self, relatives: Sequence[str]) -> list[str]:
         listing = b"".join(_nul(r) for r in relatives)
-        script = 'cd -- "$1" 2>/dev/null || exit 0; while IFS= read -r -d "" f; do [ -e "$f" ] && printf "%s\\0" "$f"; done; exit 0'
+        # LC_ALL=C: names are read as bytes (see move_outputs.sh).
+        script = 'export LC_ALL=C; cd -- "$1" 2>/dev/null || exit 0; while IFS= read -r -d "" f; do [ -e "$f" ] && printf "%s\\0" "$f"; done; exit 0'
         result = self.shell.run_script(script, [self.output_dir], stdin_data=listing)
         result.check(f"looking for existing files in {self.output_dir} on the swarm's host")
         return [p.decode("utf-8", "surrogateescape") for p in result.stdout.split(b"\0") if p]
@@ -131,7 +160,11 @@ class HostSink:
         if not tasks:
             return {}
         records = b"".join(
-            _nul(str(t.index)) + _nul(t.folder) + _nul(str(len(t.outputs))) + b"".join(_nul(o) for o in t.outputs) for t in tasks
+            _nul(str(t.index))
+            + _nul(t.folder)
+            + _nul(str(len(t.outputs)))
+            + b"".join(_nul(o) + _nul(output_target(t, o, self.sharded)) for o in t.outputs)
+            for t in tasks
         )
         result = self.shell.run_script(
             host_script("move_outputs.sh"), [self.work_dir, self.output_dir, "1" if overwrite else "0"], stdin_data=records

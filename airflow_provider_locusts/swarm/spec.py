@@ -211,7 +211,7 @@ def _tasks_from_args(
             raise SwarmSpecError(f"args[{i}] contains a NUL character, which no shell argument can hold.")
         try:
             for v in values:
-                v.encode("utf-8", "surrogateescape")  # how task.sh is written
+                v.encode("utf-8", "surrogateescape")  # how the task list is written
         except UnicodeEncodeError:
             raise SwarmSpecError(f"args[{i}] contains a lone surrogate, which is not text: pass valid Unicode strings.") from None
         resolved.append((str(i), (), values))

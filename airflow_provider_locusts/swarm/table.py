@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from airflow_provider_locusts.swarm.spec import TaskSpec
 
+# What staging put into a task folder besides its inputs, in roots staged before the command
+# moved to exec/command.sh (rows without a "staged" field).
 TASK_SCRIPT = "task.sh"
 
 
@@ -24,12 +26,21 @@ class TaskRow:
     task_id: str
     folder: str  # relative to work/
     outputs: tuple[str, ...]  # compulsory outputs, relative to the folder
-    staged: tuple[str, ...]  # what staging put into the folder (inputs and task.sh)
+    staged: tuple[str, ...]  # what staging put into the folder (its inputs)
+    args: tuple[str, ...] = ()  # argument mode: the task's values of <arg0>, <arg1>, ...
+
+    @property
+    def batch(self) -> str:
+        """The batch folder it lives in (batch_<k>): also its outputs' shard when sharded."""
+        return self.folder.split("/", 1)[0]
 
 
 def task_row_line(task: TaskSpec) -> str:
-    staged = [relative for _, relative in task.inputs] + [TASK_SCRIPT]
-    return json.dumps({"index": task.index, "id": task.task_id, "folder": task.folder, "outputs": list(task.outputs), "staged": staged}) + "\n"
+    staged = [relative for _, relative in task.inputs]
+    row = {"index": task.index, "id": task.task_id, "folder": task.folder, "outputs": list(task.outputs), "staged": staged}
+    if task.args:
+        row["args"] = list(task.args)
+    return json.dumps(row) + "\n"
 
 
 def parse_task_table(lines: Iterable[str]) -> list[TaskRow]:
@@ -45,6 +56,7 @@ def parse_task_table(lines: Iterable[str]) -> list[TaskRow]:
                 folder=entry["folder"],
                 outputs=tuple(entry["outputs"]),
                 staged=tuple(entry.get("staged", (TASK_SCRIPT,))),
+                args=tuple(entry.get("args", ())),
             )
         )
     return rows

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError
 from airflow_provider_locusts.swarm.handle import SwarmHandle
-from airflow_provider_locusts.swarm.host_commands import poll_command
+from airflow_provider_locusts.swarm.host_commands import PollRequest, WaitedPoll, parse_poll_wait, poll_wait_command
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.progress import SwarmProgress, assess, parse_poll_output, poll_backoff
 from airflow_provider_locusts.swarm.shell import EXIT_NO_SWARM_ROOT, CommandResult
@@ -92,10 +92,40 @@ class SwarmWatch:
             )
         return None
 
+    @property
+    def wait(self) -> float:
+        """How long a poll may wait on the host for the round to end: one poll interval."""
+        return self.poll_interval
+
+    def request(self) -> PollRequest:
+        return PollRequest.of(SwarmLayout(self.handle.root), self.progress.offsets)
+
     def command(self) -> tuple[str, list[str]]:
-        return poll_command(SwarmLayout(self.handle.root), self.progress.offsets)
+        """This swarm's waiting poll as one command (see templates/poll_wait.sh)."""
+        return poll_wait_command([self.request()], self.wait)
 
     def observe(self, result: CommandResult) -> WatchStep:
+        """What `command()` brought back."""
+        try:
+            (polled,) = parse_poll_wait(result, 1)
+        except (SwarmExecutionError, ValueError, IndexError) as error:
+            return self._end("error", f"the swarm's poll failed: {error}", reason=POLL_FAILED)
+        return self.observe_poll(polled)
+
+    def observe_poll(self, polled: WaitedPoll) -> WatchStep:
+        """One swarm's part of a waiting poll. The host waited up to a poll interval already:
+        poll again at once, unless it stopped early for this swarm and the round is not over
+        (a SLURM job still completing): then a second later, not in a tight loop."""
+        step = self._observe(polled.result)
+        if step.event is not None:
+            return step
+        if polled.worth_reporting:
+            delay = min(1.0, self.poll_interval)
+        else:
+            delay = max(0.0, self.poll_interval - polled.waited)
+        return WatchStep(delay=delay, info=step.info)
+
+    def _observe(self, result: CommandResult) -> WatchStep:
         if result.returncode == EXIT_NO_SWARM_ROOT:
             detail = result.stderr.decode(errors="replace").strip()
             advice = f" {LOCAL_MODE_ADVICE}" if self.handle.local else ""

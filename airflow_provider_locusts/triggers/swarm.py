@@ -1,7 +1,9 @@
 """LocustsSwarmTrigger: watches a running swarm from the triggerer, never blocking its event loop.
 
 Each poll is one command (a local subprocess, or one SSH command on a reused asyncssh
-connection) returning the managers' states and only the events since the last offsets.
+connection) that waits on the host, up to a poll interval, for the round to end, then
+returns the managers' states and only the events since the last offsets. Over SSH, the
+polls of every trigger of a connection travel together as one command (hooks/ssh_shell.py).
 The watching itself (SwarmWatch) is the same step the worker runs when not deferrable.
 """
 
@@ -92,7 +94,7 @@ class LocustsSwarmTrigger(BaseTrigger):
         try:
             while True:
                 try:
-                    step = watch.observe(await hook.run(*watch.command(), timeout=POLL_TIMEOUT))
+                    step = watch.observe_poll(await hook.poll_wait(watch.request(), watch.wait, timeout=POLL_TIMEOUT))
                 except TRANSIENT_ERRORS as error:
                     # The broken connection was dropped; the next poll opens a new one.
                     step = watch.failed(error)
@@ -102,7 +104,8 @@ class LocustsSwarmTrigger(BaseTrigger):
                     self.log.warning("Swarm %s: %s", self.handle.swarm_id, step.warning)
                 if step.event is not None:
                     return step.event
-                await asyncio.sleep(step.delay)
+                if step.delay > 0:
+                    await asyncio.sleep(step.delay)
         finally:
             await hook.close()
 

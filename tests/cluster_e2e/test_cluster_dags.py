@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from airflow.sdk import DAG
 from airflow_provider_locusts.operators.swarm import LocustsSwarmOperator
 
 from tests.e2e.test_example1_dag import assert_example1_results
+from tests.support.swarm_files import parse_task_list
 
 from .conftest import CONN_ID
 from .helpers import START, example1_data, make_inputs, max_concurrency, read_events
@@ -91,8 +93,8 @@ def test_remote_shared_mode_runs_in_place_without_any_copy(cluster, run_dag, tmp
 
     assert result.task_states() == {"swarm": "success"}
     summary = result.xcom("swarm")
-    assert summary["failed"] == FAILING
-    assert summary["succeeded"] == [str(i) for i in range(20) if str(i) not in FAILING]
+    assert summary["failed_first"] == FAILING
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(20) if str(i) not in FAILING]
     assert result.xcom("swarm", key="failed") == FAILING
     assert all(summary["reasons"][i].startswith("exit code 3") for i in FAILING)
     for i in range(20):
@@ -111,9 +113,13 @@ def test_remote_shared_mode_runs_in_place_without_any_copy(cluster, run_dag, tmp
     assert len(task_dirs) == 20
     locusts_uid = int(cluster.ssh("id -u").stdout)
     for task_dir in task_dirs:
-        assert (task_dir / "task.sh").stat().st_uid == 0  # staged by this side, in place
-        assert (task_dir / "exit_code").stat().st_uid == locusts_uid  # written by the host's manager
-    assert (swarm_root / "work" / "batch_0" / "task_4" / "exit_code").read_text() == "3\n"
+        assert task_dir.stat().st_uid == 0  # staged by this side, in place
+    # written by the host's manager and the failed tasks, in the folders staged here
+    assert (swarm_root / "exec" / "events_r0m0").stat().st_uid == locusts_uid
+    assert (swarm_root / "work" / "batch_0" / "task_4" / "a_4.txt").stat().st_uid == locusts_uid
+    assert (swarm_root / "work" / "batch_0" / "task_4" / ".locusts_missing").read_text() == "b_4.txt\n"
+    manifest = {e["id"]: e for e in map(json.loads, Path(summary["manifest"]).read_text().splitlines())}
+    assert manifest["4"]["exit_code"] == 3
 
 
 def test_slurm_on_this_machine_without_ssh(cluster, run_dag, tmp_path, swarm_guard):
@@ -140,7 +146,7 @@ def test_slurm_on_this_machine_without_ssh(cluster, run_dag, tmp_path, swarm_gua
     assert result.task_states() == {"swarm": "success"}
     ids = [str(i) for i in range(12)]
     summary = result.xcom("swarm")
-    assert summary["succeeded"] == ids and summary["failed"] == []
+    assert (summary["succeeded_count"], summary["failed_count"]) == (len(ids), 0)
     assert result.xcom("swarm", key="succeeded") == ids
     assert result.xcom("swarm", key="failed") == []
 
@@ -178,16 +184,17 @@ def check_packing(cluster, result, exec_dir: Path, tmp_path: Path) -> None:
     assert result.task_states() == {"swarm": "success"}
     ids = [str(i) for i in range(40)]
     summary = result.xcom("swarm")
-    assert summary["succeeded"] == ids and summary["failed"] == []
+    assert (summary["succeeded_count"], summary["failed_count"]) == (len(ids), 0)
+    assert result.xcom("swarm", key="succeeded") == ids
     assert result.xcom("swarm", key="failed") == []
     for i in range(40):
         assert (tmp_path / "out" / f"out_{i}.txt").read_text() == f"arg{i}\n"
 
     # Two managers, two SLURM jobs, 20 tasks each, never more than `processes` at once per manager.
-    task_lists = {p.name.removeprefix("tasks_"): p.read_text().splitlines() for p in exec_dir.glob("tasks_*")}
+    task_lists = {p.name.removeprefix("tasks_"): parse_task_list(p.read_bytes()) for p in exec_dir.glob("tasks_*")}
     assert sorted(task_lists) == ["r0m0", "r0m1"]
     assert [len(v) for v in task_lists.values()] == [20, 20]
-    all_listed = sorted(int(line.split("\t")[0]) for lines in task_lists.values() for line in lines)
+    all_listed = sorted(index for listed in task_lists.values() for index, _ in listed)
     assert all_listed == list(range(40))
     job_ids = {p.name.removeprefix("jobid_"): p.read_text().strip() for p in exec_dir.glob("jobid_*")}
     assert sorted(job_ids) == ["r0m0", "r0m1"]
@@ -197,7 +204,7 @@ def check_packing(cluster, result, exec_dir: Path, tmp_path: Path) -> None:
     events = read_events(exec_dir)
     assert sorted(events) == ["r0m0", "r0m1"]
     for manager, rows in events.items():
-        assert sorted(r[1] for r in rows if r[2] == "start") == sorted(line.split("\t")[0] for line in task_lists[manager])
+        assert sorted(r[1] for r in rows if r[2] == "start") == sorted(str(index) for index, _ in task_lists[manager])
         assert max_concurrency(rows) == 2, f"manager {manager} ran {max_concurrency(rows)} tasks at once"
 
 

@@ -66,7 +66,7 @@ def swarm_files_on_host(remote_root: str) -> dict[str, bytes]:
     """The swarm root on the SSH host, checked to hold what a finished swarm leaves there."""
     files = files_under(Path(remote_root))
     names = {Path(p).name for p in files}
-    assert {"ledger.json", "manager_r0m0.sh", "manager_r0m0.log", "events_r0m0", "stdout.txt", "stderr.txt"} <= names, sorted(names)
+    assert {"ledger.json", "command.sh", "manager_r0m0.sh", "manager_r0m0.log", "events_r0m0", "stdout.txt", "stderr.txt"} <= names, sorted(names)
     return files
 
 
@@ -81,7 +81,8 @@ def test_private_key_never_appears_in_logs_xcom_files_or_the_metadata_database(
         LocustsSwarmOperator(
             task_id="swarm",
             deferrable=True,
-            command="echo <arg0> > out_<id>.txt",
+            # Prints on both streams, so the tasks' logs are kept and searched too.
+            command="echo task <arg0>; echo note <arg0> >&2; echo <arg0> > out_<id>.txt",
             args=[[i] for i in range(5)],
             outputs=["out_<id>.txt"],
             output_dir=str(tmp_path / "out"),
@@ -94,7 +95,7 @@ def test_private_key_never_appears_in_logs_xcom_files_or_the_metadata_database(
 
     assert result.task_states() == {"swarm": "success"}
     summary = result.xcom("swarm")
-    assert summary["succeeded"] == ["0", "1", "2", "3", "4"]
+    assert result.xcom("swarm", key="succeeded") == ["0", "1", "2", "3", "4"]
     printed = capfd.readouterr()
     # Airflow's logs of the task and of its trigger (which names the swarm root) are here.
     # Airflow's logs of the task and of its trigger are here: both name the swarm, and the
@@ -125,7 +126,7 @@ with DAG(@DAG_ID@, schedule=None, start_date=datetime(2026, 1, 1), catchup=False
     LocustsSwarmOperator(
         task_id="swarm",
         deferrable=True,
-        command="echo <arg0> > out_<id>.txt",
+        command="echo task <arg0>; echo note <arg0> >&2; echo <arg0> > out_<id>.txt",
         args=[[i] for i in range(5)],
         outputs=["out_<id>.txt"],
         output_dir=@OUT@,

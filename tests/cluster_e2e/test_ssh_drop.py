@@ -105,7 +105,7 @@ def test_trigger_reconnects_after_a_30_s_outage_and_the_swarm_completes(cluster,
     assert outage.stopped_at is not None and outage.restarted_at is not None
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 1
-    assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(30)]
     assert_ran_once_in_one_round(tmp_path, Path(remote_root) / swarm_id)
 
 
@@ -165,7 +165,7 @@ def test_outage_past_the_limit_fails_the_try_and_the_retry_resumes_the_running_s
     )
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 2
-    assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(30)]
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(30)]
     # Watched again, not started again: one round, its manager launched once, every task run once.
     assert cluster.ssh(f"cat {root}/exec/pid_r0m0").stdout.split()[0] == seen_at_retry["pid"]
     assert cluster.ssh(f"cd {root}/exec && ls launched_*").stdout.split() == ["launched_r0m0"]

@@ -1,8 +1,10 @@
 """50 swarms deferred at once, watched over SSH from one event loop, as one triggerer runs
 its triggers: every swarm finishes, the triggers share one SSH connection to the host, and
-no more than MAX_CHANNELS_PER_CONNECTION channels are ever open on it at once (sshd refuses
-sessions past its MaxSessions). How long the event loop stalls is a timing figure: it is
-measured by benchmarks/bench_trigger_load.py, not asserted here.
+their waiting polls travel together (hooks/poll_batcher.py): far fewer channels than polls,
+never more than the batcher's MAX_IN_FLIGHT open at once, well within
+MAX_CHANNELS_PER_CONNECTION (sshd refuses sessions past its MaxSessions). How long the event
+loop stalls is a timing figure: it is measured by benchmarks/bench_trigger_load.py, not
+asserted here.
 
 The swarms' tasks wait on the host for a gate that the test opens only once every trigger
 has polled its running swarm a few times, so all fifty are watched while they run.
@@ -11,6 +13,7 @@ has polled its running swarm a few times, so all fifty are watched while they ru
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import subprocess
 import threading
@@ -19,6 +22,7 @@ import asyncssh
 import pytest
 
 from airflow_provider_locusts.hooks.locusts import LocustsHook
+from airflow_provider_locusts.hooks.poll_batcher import MAX_IN_FLIGHT, PollBatcher
 from airflow_provider_locusts.hooks.ssh_shell import MAX_CHANNELS_PER_CONNECTION
 from airflow_provider_locusts.swarm.engine import EngineOptions
 from airflow_provider_locusts.swarm.handle import SwarmHandle
@@ -70,6 +74,26 @@ class ChannelCount:
         monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", create_session)
 
 
+class PollCount:
+    """The waiting polls each swarm's trigger asks for (by the swarm's poll.sh), through the
+    connection's batcher, which sends those asked for together as one command."""
+
+    def __init__(self):
+        self.per_swarm: collections.Counter[str] = collections.Counter()
+
+    def install(self, monkeypatch) -> None:
+        original, count = PollBatcher.poll, self
+
+        async def poll(batcher, request, wait, timeout):
+            count.per_swarm[request.poll_script] += 1
+            return await original(batcher, request, wait, timeout)
+
+        monkeypatch.setattr(PollBatcher, "poll", poll)
+
+    def least(self, swarms: int) -> int:
+        return min(self.per_swarm.values()) if len(self.per_swarm) == swarms else 0
+
+
 def tcp_connections_to(port: str) -> int:
     """Established TCP connections from this process to the sshd port (`ss -p`)."""
     out = subprocess.run(
@@ -78,7 +102,7 @@ def tcp_connections_to(port: str) -> int:
     return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
 
 
-async def watch_all(triggers, channels: ChannelCount, open_gate, port: str) -> dict:
+async def watch_all(triggers, polls: PollCount, open_gate, port: str) -> dict:
     """Run every trigger to its first event in this event loop; open the gate once each swarm
     has been polled POLLS_BEFORE_GATE times; sample this process's SSH connections meanwhile."""
     stop = threading.Event()
@@ -90,10 +114,10 @@ async def watch_all(triggers, channels: ChannelCount, open_gate, port: str) -> d
 
     async def gate_keeper() -> bool:
         for _ in range(1200):  # 120 s at most
-            if channels.opened >= POLLS_BEFORE_GATE * len(triggers):
+            if polls.least(len(triggers)) >= POLLS_BEFORE_GATE:
                 break
             await asyncio.sleep(0.1)
-        reached = channels.opened >= POLLS_BEFORE_GATE * len(triggers)
+        reached = polls.least(len(triggers)) >= POLLS_BEFORE_GATE
         await asyncio.to_thread(open_gate)
         return reached
 
@@ -139,16 +163,17 @@ def test_fifty_deferred_swarms_share_one_ssh_connection_within_the_channel_cap(c
 
         # Connections this process holds already (other tests' clients not yet collected).
         before = tcp_connections_to(cluster.env["LOCUSTS_SSH_PORT"])
-        channels = ChannelCount()
+        channels, polls = ChannelCount(), PollCount()
         channels.install(monkeypatch)
+        polls.install(monkeypatch)
         figures = asyncio.run(
-            watch_all(triggers, channels, lambda: cluster.ssh(f"touch {gate}"), cluster.env["LOCUSTS_SSH_PORT"])
+            watch_all(triggers, polls, lambda: cluster.ssh(f"touch {gate}"), cluster.env["LOCUSTS_SSH_PORT"])
         )
     finally:
         cluster.ssh(f"touch {gate}", check=False)
 
     # Every swarm was watched while it ran, then finished with all its tasks.
-    assert figures["polled_before_gate"], f"only {channels.opened} polls before the gate opened"
+    assert figures["polled_before_gate"], f"polls per swarm before the gate opened: {sorted(polls.per_swarm.values())}"
     assert [(e["status"], e["finished"], e["failed"]) for e in figures["events"]] == [("finished", TASKS, 0)] * SWARMS
     for handle in handles[:: SWARMS // 5]:  # a sample, gathered for real
         with hook.engine(handle) as engine:
@@ -157,7 +182,10 @@ def test_fifty_deferred_swarms_share_one_ssh_connection_within_the_channel_cap(c
     # One SSH connection carried every trigger's polls...
     assert len(channels.connections) == 1, f"{len(channels.connections)} SSH connections for {SWARMS} triggers"
     assert figures["tcp_samples"] and max(figures["tcp_samples"]) - before == 1, (before, figures["tcp_samples"])
-    # ...with several channels open at once, never more than the cap.
-    assert 1 < channels.peak <= MAX_CHANNELS_PER_CONNECTION, (
-        f"at most {channels.peak} channels were open at once (cap {MAX_CHANNELS_PER_CONNECTION})"
+    # ...its polls batched: many swarms' polls per channel, never more than MAX_IN_FLIGHT
+    # batched commands (and so channels) open at once, well within the connection's cap.
+    asked = sum(polls.per_swarm.values())
+    assert channels.opened * 5 <= asked, f"{channels.opened} channels for {asked} polls: the polls were not batched"
+    assert 1 <= channels.peak <= MAX_IN_FLIGHT < MAX_CHANNELS_PER_CONNECTION, (
+        f"at most {channels.peak} channels were open at once (batches in flight {MAX_IN_FLIGHT}, cap {MAX_CHANNELS_PER_CONNECTION})"
     )

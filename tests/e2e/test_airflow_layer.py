@@ -155,7 +155,7 @@ def test_finished_event_gathers_and_pushes_the_lists(tmp_path, stand_in_context)
     context = stand_in_context("layer_finished")
     op = operator_for(tmp_path, "unused", max_failed_fraction=0.5)
     summary = op.execute_complete(context, event_for(handle, "finished"))
-    assert (summary["succeeded"], summary["failed"]) == (["0", "2"], ["1"])
+    assert (summary["succeeded_count"], summary["failed_count"], summary["failed_first"]) == (2, 1, ["1"])
     assert summary["reasons"]["1"] == "exit code 1; missing outputs: out_1.txt"
     assert context["ti"].xcoms["failed"] == ["1"] and context["ti"].xcoms["succeeded"] == ["0", "2"]
     assert (tmp_path / "out" / "out_2.txt").read_text() == "2\n"
@@ -170,10 +170,12 @@ def test_do_xcom_push_false_pushes_no_lists(tmp_path, stand_in_context):
 
 
 def kill_manager(engine: SwarmEngine, manager: str) -> None:
+    """SIGKILL a manager once it has started a task (one that never did is diagnosed otherwise)."""
     pid_file = Path(engine.layout.manager_file(manager, "pid"))
+    events = Path(engine.layout.manager_file(manager, "events"))
     deadline = time.monotonic() + 15
-    while not pid_file.exists() or not pid_file.read_text().strip():
-        assert time.monotonic() < deadline, "the manager never wrote its pid"
+    while not pid_file.exists() or not pid_file.read_text().strip() or not events.exists() or events.stat().st_size == 0:
+        assert time.monotonic() < deadline, "the manager never started a task"
         time.sleep(0.05)
     os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
@@ -199,7 +201,7 @@ def test_lost_event_without_reschedules_left_fails_the_unfinished_tasks(tmp_path
     context = stand_in_context("layer_lost_final")
     op = operator_for(tmp_path, "unused", max_reschedules=0, max_failed_fraction=1.0)
     summary = op.execute_complete(context, event_for(handle, "lost", "r0m0: dead", lost=["r0m0"]))
-    assert summary["failed"] == ["0", "1", "2"]
+    assert context["ti"].xcoms["failed"] == summary["failed_first"] == ["0", "1", "2"]
     assert all(r.startswith("never ") and "its manager was lost (r0m0: dead)" in r for r in summary["reasons"].values())
 
 
@@ -209,7 +211,7 @@ def test_error_event_on_an_ended_swarm_gathers_what_exists(tmp_path, stand_in_co
     context = stand_in_context("layer_error_ended")
     op = operator_for(tmp_path, "unused", max_failed_fraction=1.0)
     summary = op.execute_complete(context, event_for(handle, "error", "the host could not be polled 9 times", reason="unreachable"))
-    assert summary["failed"] == ["0", "1", "2"]
+    assert context["ti"].xcoms["failed"] == summary["failed_first"] == ["0", "1", "2"]
     assert set(summary["reasons"].values()) == {"never started: unknown: lost track of the swarm: the host could not be polled 9 times"}
 
 
@@ -248,8 +250,9 @@ def test_local_mode_is_refused_on_a_deployment_that_may_run_steps_elsewhere(tmp_
         op.execute(stand_in_context("layer_refused"))
     assert not (tmp_path / "swarms").exists()
     # Watched by the worker that started it, local mode works on any deployment.
-    summary = operator_for(tmp_path, "echo <arg0> > out_<id>.txt", deferrable=False).execute(stand_in_context("layer_refused"))
-    assert summary["succeeded"] == ["0", "1", "2"]
+    context = stand_in_context("layer_refused")
+    summary = operator_for(tmp_path, "echo <arg0> > out_<id>.txt", deferrable=False).execute(context)
+    assert (summary["succeeded_count"], context["ti"].xcoms["succeeded"]) == (3, ["0", "1", "2"])
 
 
 def test_execution_timeout_in_the_worker_stops_the_swarm(run_dag, tmp_path):

@@ -62,10 +62,12 @@ def test_three_failing_tasks_are_listed_with_reasons(run_dag, tmp_path, deferrab
 
     assert result.task_states() == {"swarm": "success"}
     summary = result.xcom("swarm")
-    assert sorted(summary["failed"], key=int) == ["5", "50", "99"]
-    assert result.xcom("swarm", key="failed") == summary["failed"]
-    assert summary["succeeded"] == [str(i) for i in range(101) if str(i) not in FAILING]
+    assert sorted(result.xcom("swarm", key="failed"), key=int) == ["5", "50", "99"]
+    assert summary["failed_first"] == result.xcom("swarm", key="failed")
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(101) if str(i) not in FAILING]
     assert summary["reasons"] == FAILING
+    assert (summary["total"], summary["succeeded_count"], summary["failed_count"]) == (101, 98, 3)
+    assert "succeeded" not in summary and "failed" not in summary  # each id list is written once
     out = tmp_path / "out"
     for i in range(101):
         expected = (str(i) not in FAILING)
@@ -92,7 +94,9 @@ def test_too_many_failures_fail_the_airflow_task_with_a_pointer_to_logs(run_dag,
     for task_id, reason in FAILING.items():
         folder = Path(entries[task_id]["folder"])
         assert f"{task_id}: {reason} (logs in {folder})" in message
-        assert (folder / "stdout.txt").is_file() and (folder / "stderr.txt").is_file()
+        # The folder holds what the task had and made; its logs were empty, so none is kept.
+        assert (folder / f"in_{task_id}.txt").is_file() and (folder / f"a_{task_id}.txt").is_file()
+        assert not (folder / "stdout.txt").exists() and not (folder / "stderr.txt").exists()
 
 
 def test_airflow_retry_reruns_only_tasks_that_did_not_succeed(run_dag, tmp_path):
@@ -111,9 +115,8 @@ def test_airflow_retry_reruns_only_tasks_that_did_not_succeed(run_dag, tmp_path)
 
     assert result.task_states() == {"swarm": "success"}
     assert result.try_number("swarm") == 2
-    summary = result.xcom("swarm")
-    assert summary["failed"] == []
-    assert summary["succeeded"] == [str(i) for i in range(80)]
+    assert result.xcom("swarm", key="failed") == []
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(80)]
     for i in range(80):
         runs = (counters / str(i)).read_text().count("run")
         assert runs == (2 if i in (3, 30, 60) else 1), f"task {i} ran {runs} times"
@@ -163,7 +166,7 @@ def test_cleanup_keeps_the_root_when_tasks_failed(run_dag, tmp_path):
 
     assert result.task_states() == {"swarm": "success"}
     (root,) = (tmp_path / "swarms").iterdir()
-    assert (root / "work" / "batch_0" / "task_5" / "stdout.txt").exists()
+    assert (root / "work" / "batch_0" / "task_5" / "a_5.txt").exists()  # a failed task keeps what it wrote
 
 
 def test_cleanup_refuses_a_folder_that_is_not_a_swarm_root(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.errors import OutputCollisionError, SwarmExecutionError
-from airflow_provider_locusts.swarm.host_commands import check_folder
+from airflow_provider_locusts.swarm.host_commands import LogTail, check_folder
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.render import host_script
 from airflow_provider_locusts.swarm.shell import LocalShell
@@ -23,7 +23,7 @@ from airflow_provider_locusts.swarm.table import TaskRow
 HOSTILE = ["plain", "with space", "quote'd", 'dq"x', "$(touch pwned)", "`touch pwned`", "semi;colon", "new\nline", "star*", "-dash"]
 
 
-def row(index: int, folder: str, outputs: list[str], staged: tuple[str, ...] = ("task.sh",)) -> TaskRow:
+def row(index: int, folder: str, outputs: list[str], staged: tuple[str, ...] = ("in_top.txt",)) -> TaskRow:
     return TaskRow(index=index, task_id=str(index), folder=folder, outputs=tuple(outputs), staged=staged)
 
 
@@ -70,17 +70,44 @@ def test_host_sink_moves_outputs_reports_missing_and_never_clobbers(tmp_path, mo
     assert Path(path).read_text() == '{"a": 1}\n' and path == str(out / "manifest.jsonl")
 
 
+def test_host_sink_shards_outputs_by_batch_and_reads_names_as_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")  # a byte that is not UTF-8 must not swallow the NUL after it
+    work, out = tmp_path / "work", tmp_path / "out"
+    latin = os.fsdecode(b"caf\xe9")
+    names = ["plain", latin, "new\nline"]
+    tasks = []
+    for i, name in enumerate(names):
+        folder = f"batch_{i}/task_{i}"
+        make_task(work, folder, {f"o_{name}.txt": f"o {i}", f"sub/p_{name}.txt": f"p {i}"})
+        tasks.append(row(i, folder, [f"o_{name}.txt", f"sub/p_{name}.txt"]))
+    sink = HostSink(LocalShell(), str(out), str(work), sharded=True)
+    (out / "o_plain.txt").parent.mkdir(parents=True)
+    (out / "o_plain.txt").write_text("flat: not in the way of a sharded output")
+    assert sink.existing([f"batch_0/o_{latin}.txt", "o_plain.txt"]) == ["o_plain.txt"]
+    assert sink.collect(tasks, overwrite=False) == {}
+    for i, name in enumerate(names):
+        assert (out / f"batch_{i}" / f"o_{name}.txt").read_text() == f"o {i}"
+        assert (out / f"batch_{i}" / "sub" / f"p_{name}.txt").read_text() == f"p {i}"
+    assert (out / "o_plain.txt").read_text() == "flat: not in the way of a sharded output"
+    # A clash is reported with the output's path under its shard; the user's file stays.
+    make_task(work, "batch_1/task_9", {"o_9.txt": "ours"})
+    (out / "batch_1" / "o_9.txt").write_text("the user's")
+    with pytest.raises(OutputCollisionError, match="batch_1/o_9.txt"):
+        sink.collect([row(9, "batch_1/task_9", ["o_9.txt"])], overwrite=False)
+    assert (out / "batch_1" / "o_9.txt").read_text() == "the user's"
+
+
 def test_reset_keeps_only_what_staging_put_into_a_folder(tmp_path):
     work = tmp_path / "work"
     make_task(work, "batch_0/task_a", {
-        "task.sh": "echo", "in_a.txt": "input", "deep/in/b.txt": "nested input",
+        "in_top.txt": "echo", "in_a.txt": "input", "deep/in/b.txt": "nested input",
         "out_a.txt": "partial", "stdout.txt": "x", "deep/junk.txt": "j", "deep/in/junk": "j", "made/by/task": "t",
         "$(touch pwned)": "t", "new\nline": "t",
     })
-    records = b"batch_0/task_a\x003\x00task.sh\x00in_a.txt\x00deep/in/b.txt\x00"
+    records = b"batch_0/task_a\x003\x00in_top.txt\x00in_a.txt\x00deep/in/b.txt\x00"
     LocalShell().run_script(host_script("reset_tasks.sh"), [str(work)], stdin_data=records).check("reset")
     left = sorted(str(p.relative_to(work / "batch_0/task_a")) for p in (work / "batch_0/task_a").rglob("*"))
-    assert left == ["deep", "deep/in", "deep/in/b.txt", "in_a.txt", "task.sh"]
+    assert left == ["deep", "deep/in", "deep/in/b.txt", "in_a.txt", "in_top.txt"]
     assert (work / "batch_0/task_a/deep/in/b.txt").read_text() == "nested input"
 
 
@@ -128,7 +155,8 @@ def test_files_and_log_tails_are_read_on_the_host(tmp_path, run_swarm_round):
     tail = engine.log_tail(engine.tasks[1], "stderr.txt", max_bytes=1)
     assert (tail.size, tail.data, tail.truncated) == (2, b"\n", True)
     assert engine.log_tail(engine.tasks[0], "stderr.txt").data == b"a\n"
-    os.unlink(SwarmLayout(engine.layout.root).task_dir(engine.tasks[0].folder) + "/stdout.txt")
-    assert engine.log_tail(engine.tasks[0], "stdout.txt").size is None
+    # An empty log is not kept: it reads as no log, not as an error.
+    assert not os.path.exists(SwarmLayout(engine.layout.root).task_dir(engine.tasks[0].folder) + "/stdout.txt")
+    assert engine.log_tail(engine.tasks[0], "stdout.txt") == LogTail(None, b"")
     with pytest.raises(ValueError, match="unknown log"):
         engine.log_tail(engine.tasks[0], "../../etc/passwd")

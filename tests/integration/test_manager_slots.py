@@ -7,7 +7,8 @@ from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.spec import build_spec
 
-# Task "1" SIGKILLs the manager's shell that runs it (the parent of task.sh): no end event,
+# Task "1" SIGKILLs the task shell that runs it (its command reads $PPID, so it runs in a bash
+# of its own whose parent is that shell): no end event,
 # no word on the manager's completion channel. The others write their output.
 COMMAND = 'if [ <id> = 1 ]; then kill -KILL "$PPID"; exit 9; fi; printf done > out_<id>.txt'
 

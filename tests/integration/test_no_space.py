@@ -67,7 +67,7 @@ def test_running_out_of_inodes_during_staging_is_reported_the_same_way(tmp_path,
     taken = small_filesystem / "taken"
     taken.mkdir()
     free_inodes = os.statvfs(small_filesystem).f_favail
-    for i in range(free_inodes - 2 * 400 - 5):  # leaves room for the estimate, not for the task lists and scripts
+    for i in range(free_inodes - 400 - 5):  # leaves room for the estimate (a folder per task), not for the scripts
         (taken / str(i)).touch()
     with pytest.raises(SwarmNoSpaceError, match=r"not enough space to stage 400 task\(s\) in .*small/swarm: .* inodes free") as error:
         engine.prepare_round()

@@ -110,7 +110,7 @@ def test_a_job_deleted_by_someone_else_is_rescheduled_and_finished_tasks_keep_th
 
     assert saboteur.error is None, saboteur.error
     assert result.task_states() == {"swarm": "success"}
-    assert result.xcom("swarm")["succeeded"] == [str(i) for i in range(16)]
+    assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(16)]
     ledger = json.loads((exec_dir / "ledger.json").read_text())
     assert [r["kind"] for r in ledger["rounds"]] == ["start", "reschedule"]
     first_job = (exec_dir / "jobid_r0m0").read_text().strip()

@@ -139,6 +139,12 @@ def test_the_extra_link_of_a_swarm_task_opens_its_view(simple_airflow, browser):
     wait_js(browser, f"document.body.dataset.logs === '{SWARM_FAILING}'", 60, "the failed task's logs")
     assert browser.driver.find_element(By.ID, "log-stderr").text == "failing on purpose"
     browser.screenshot("swarm_view_from_extra_link", full_page=True, max_height=2400)
+    # A task that succeeded kept no stderr (it was empty): the view says so, not an error.
+    browser.driver.find_element(By.CSS_SELECTOR, "#tasks tbody tr:nth-child(1) td.id button").click()
+    wait_js(browser, "document.body.dataset.logs === '0'", 60, "task 0's logs")
+    assert browser.driver.find_element(By.ID, "log-stderr").text == "(empty)"
+    assert browser.driver.find_element(By.ID, "log-stdout").text == "task 0"
+    assert not browser.driver.find_element(By.ID, "log-error").is_displayed()
 
 
 @pytest.mark.browser

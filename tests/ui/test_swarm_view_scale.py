@@ -40,7 +40,7 @@ def build_root(root: Path) -> list[dict]:
             r["outputs"] = [] if r["state"] == "failed" else [f"/data/out/out_{r['index']}.txt"]
             results.write(json.dumps(r) + "\n")
             table.write(json.dumps({"index": r["index"], "id": r["id"], "folder": folder, "outputs": [f"out_{r['index']}.txt"],
-                                    "staged": ["task.sh"]}) + "\n")
+                                    "staged": []}) + "\n")
     for index in (22, 45):
         folder = root / "work" / "batch_0" / f"task_{index}"
         folder.mkdir(parents=True)

@@ -28,10 +28,11 @@ from airflow_provider_locusts.swarm.spec import build_spec
 class Swarm:
     """A hand-made swarm root: tasks ids "0".."n-1", outputs o_<id>.txt and p_<id>.txt."""
 
-    def __init__(self, tmp_path: Path, n: int = 6):
+    def __init__(self, tmp_path: Path, n: int = 6, sharded: bool = False, batch_size: int = 10000):
         self.tmp = tmp_path
+        self.sharded = sharded
         self.spec = build_spec(command="true <arg0>", args=[[str(i)] for i in range(n)], outputs=["o_<id>.txt", "p_<id>.txt"],
-                               output_dir=tmp_path / "out")
+                               output_dir=tmp_path / "out", batch_size=batch_size)
         self.layout = SwarmLayout(str(tmp_path / "root"))
         os.makedirs(self.layout.exec_dir)
         for t in self.spec.tasks:
@@ -40,7 +41,7 @@ class Swarm:
         self.rows = as_rows(self.spec.tasks)
 
     def sink(self) -> LocalSink:
-        return LocalSink(self.out, self.layout.work_dir)
+        return LocalSink(self.out, self.layout.work_dir, sharded=self.sharded)
 
     def check_output_dir(self, overwrite: bool) -> None:
         check_output_dir(self.rows, self.layout, self.sink(), overwrite)
@@ -60,7 +61,6 @@ class Swarm:
         missing = [f"{o}_{i}.txt" for o in ("o", "p") if o not in outputs]
         if missing:
             (d / ".locusts_missing").write_text("".join(m + "\n" for m in missing))
-        (d / "exit_code").write_text(f"{rc}\n")
         self.event(f"{start} {i} start - {host}", manager)
         self.event(f"{start + 0.5} {i} end {rc} {host} {1 if missing else 0}", manager)
 
@@ -139,8 +139,65 @@ def test_manifest_one_line_per_task(swarm):
     # the swarm root keeps the same record for a retry
     assert Path(swarm.layout.results).read_text() == manifest.read_text()
     s = result.summary()
-    assert (s["total"], s["succeeded_count"], s["failed_count"], s["succeeded"]) == (6, 1, 5, ["0"])
+    assert (s["total"], s["succeeded_count"], s["failed_count"]) == (6, 1, 5)
+    assert s["failed_first"] == ["1", "2", "3", "4", "5"] and s["reasons"]["1"] == "exit code 1"
+    assert (s["manifest"], s["output_dir"], s["outputs_sharded_by"], s["report"]) == (str(manifest), str(swarm.out), None, None)
+    assert s["xcom_keys"] == ["succeeded", "failed"] and "succeeded" not in s and "failed" not in s
     json.dumps(s)
+
+
+def test_the_summary_stays_small_at_any_size(tmp_path):
+    """No id list in the return value: counts, the first failures, where the rest is."""
+    swarm = Swarm(tmp_path, n=3000)
+    for i in range(3000):
+        swarm.run(i, rc=0 if i % 3 else 5)
+    result = swarm.gather()
+    s = result.summary()
+    assert (s["total"], s["succeeded_count"], s["failed_count"]) == (3000, 2000, 1000)
+    assert s["failed_first"] == [str(i) for i in range(0, 300, 3)]
+    assert s["reasons"] == {str(i): "exit code 5" for i in range(0, 300, 3)}
+    assert len(result.failed) == 1000 and len(result.succeeded) == 2000
+    assert len(json.dumps(s)) < 4000
+
+
+# --- sharded outputs ---------------------------------------------------------------------------
+
+
+def test_sharded_outputs_go_into_their_batch_folder_and_the_manifest_says_where(tmp_path):
+    swarm = Swarm(tmp_path, n=5, sharded=True, batch_size=2)
+    for i in range(5):
+        swarm.run(i)
+    result = swarm.gather()
+    assert result.failed == []
+    found = sorted(str(p.relative_to(swarm.out)) for p in swarm.out.rglob("*_*.txt"))
+    assert found == sorted(f"batch_{i // 2}/{o}_{i}.txt" for i in range(5) for o in ("o", "p"))
+    manifest = [json.loads(line) for line in (swarm.out / manifest_name("sw1")).read_text().splitlines()]
+    assert [m["outputs"] for m in manifest] == [
+        [str(swarm.out / f"batch_{i // 2}" / f"{o}_{i}.txt") for o in ("o", "p")] for i in range(5)
+    ]
+    assert result.summary()["outputs_sharded_by"] == "batch_<k>"
+
+
+def test_sharded_collision_check_looks_in_the_shard(tmp_path):
+    swarm = Swarm(tmp_path, n=5, sharded=True, batch_size=2)
+    swarm.out.mkdir()
+    (swarm.out / "o_3.txt").write_text("flat: not where task 3 writes")
+    swarm.check_output_dir(overwrite=False)
+    (swarm.out / "batch_1").mkdir()
+    (swarm.out / "batch_1" / "o_3.txt").write_text("the user's")
+    with pytest.raises(OutputCollisionError, match="batch_1/o_3.txt"):
+        swarm.check_output_dir(overwrite=False)
+
+
+def test_sharded_gather_after_an_interrupted_move(tmp_path):
+    swarm = Swarm(tmp_path, n=4, sharded=True, batch_size=2)
+    swarm.run(2)
+    swarm.run(3)
+    (swarm.out / "batch_1").mkdir(parents=True)
+    os.replace(swarm.task_dir(2) / "o_2.txt", swarm.out / "batch_1" / "o_2.txt")
+    result = swarm.gather()
+    assert result.succeeded == ["2", "3"]
+    assert sorted(p.name for p in (swarm.out / "batch_1").iterdir()) == ["o_2.txt", "o_3.txt", "p_2.txt", "p_3.txt"]
 
 
 def test_gather_twice_is_idempotent(swarm):

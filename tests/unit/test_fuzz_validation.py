@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_locusts.swarm.command import SwarmSpecError
 from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
+from airflow_provider_locusts.swarm.render import render_command_script, render_manager, render_poll
 from airflow_provider_locusts.swarm.spec import build_spec
 
 SHELLISH = st.sampled_from(list("abc_01 .;|&$`'\"\\(){}<>#*?[]!\n\t-=/~") + ["<id>", "<shared>sf", "<shared>", "<arg0>", "<arg7>", "$(", "<<EOF\n", "\nEOF\n"])
@@ -32,13 +32,12 @@ def test_any_command_and_arguments_are_accepted_or_refused_clearly(tmp_path, com
     except SwarmSpecError as error:
         assert str(error)
         return
-    render = TaskScriptRenderer(spec)
-    for task in spec.tasks:
-        script = render(task)
-        # The value assignments and the epilogue are ours: they must parse whatever the
-        # values; the user's command is checked by itself (it may be invalid shell).
-        head = script.split("\n(\n", 1)[0]
-        assert bash_syntax_ok(head), head
+    script = render_command_script(spec)
+    # The shared paths' assignments are ours: they must parse whatever the paths; the
+    # user's command is checked by itself (it may be invalid shell). Values are not in the
+    # script at all: they reach the task through its environment.
+    head = script[: script.rindex(spec.command.script)]
+    assert bash_syntax_ok(head), head
 
 
 @FUZZ
@@ -67,4 +66,6 @@ def test_any_file_names_are_discovered_or_refused_clearly(tmp_path_factory, name
 def test_manager_and_poll_scripts_parse_for_any_root(root):
     layout = SwarmLayout("/" + root)
     assert bash_syntax_ok(render_manager(layout, "r0m0", 2, 5, 1))
+    assert bash_syntax_ok(render_manager(layout, "r0m0", 2, 5, 1, task_timeout=3))
+    assert bash_syntax_ok(render_manager(layout, "r0m0", 2, 5, 1, own_shell_reason="reads $$"))
     assert bash_syntax_ok(render_poll(layout, "slurm"))

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine
 from airflow_provider_locusts.swarm.shell import LocalShell
 from airflow_provider_locusts.swarm.layout import SwarmLayout
-from airflow_provider_locusts.swarm.render import TaskScriptRenderer, render_manager, render_poll
+from airflow_provider_locusts.swarm.render import render_command_script, render_manager, render_poll
 from airflow_provider_locusts.swarm.spec import build_spec
-from airflow_provider_locusts.swarm.stage import EnvironmentBuilder
+from airflow_provider_locusts.swarm.stage import EnvironmentBuilder, task_list_record
 
 CANARY = "CANARY"
 
@@ -157,46 +157,63 @@ def test_hostile_argument_values_run_exactly(tmp_path, run_swarm_round):
 # --- the rendered scripts themselves ------------------------------------------------------
 
 
-def test_task_script_holds_values_only_as_quoted_literals(tmp_path):
+def read_task_list_with_the_managers_own_reader(manager_script: str, task_list: bytes) -> list[list[bytes]]:
+    """Run the rendered manager's own _lm_read_task over a task list, in bash: the fields it
+    ends up holding, per task (index, folder, id, args..., outputs...)."""
+    reader = manager_script[manager_script.index("_lm_read_task() {") :]
+    reader = reader[: reader.index("\n}\n") + 3]
+    script = reader + (
+        'while _lm_read_task; do printf "%s\\0" "$_lm_index" "$_lm_folder" "$_lm_id" "${#_lm_args[@]}" '
+        '"${_lm_args[@]}" "${#_lm_outputs[@]}" "${_lm_outputs[@]}"; printf "\\n\\0"; done'
+    )
+    out = subprocess.run(["bash", "-c", script], input=task_list, capture_output=True, timeout=10, check=True).stdout
+    return [record.split(b"\0")[:-1] for record in out.split(b"\n\0")[:-1]]
+
+
+def test_values_reach_the_manager_as_data_never_as_script_text(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "sh'ared.txt").write_text("s")
-    spec = build_spec(command="cat <shared>sf <arg1> > o_<id>", args=[["x", "$(touch Y)"], ["a\nb", "it's"]],
-                      shared_inputs={"sf": inp / "sh'ared.txt"}, outputs=["o_<id>"], output_dir=tmp_path / "out")
-    render = TaskScriptRenderer(spec)
-    text = render(spec.tasks[0])
-    assert "LOCUSTS_ID=0\n" in text
-    assert "LOCUSTS_ARG_0=x\n" in text
-    assert "LOCUSTS_ARG_1='$(touch Y)'\n" in text
-    assert "LOCUSTS_SHARED_sf=\"${LOCUSTS_SWARM_ROOT}/shared/\"" + shlex.quote("sf/sh'ared.txt") + "\n" in text
-    assert "export LOCUSTS_ID LOCUSTS_ARG_0 LOCUSTS_ARG_1 LOCUSTS_SHARED_sf\n" in text
-    assert 'cat "${LOCUSTS_SHARED_sf}" "${LOCUSTS_ARG_1}" > o_"${LOCUSTS_ID}"' in text
-    assert "[ -e o_0 ] || printf '%s\\n' o_0 >> .locusts_missing" in text
-    # a newline in a value stays inside its quoted literal; the header comment stays one line
-    second = render(spec.tasks[1])
-    assert "LOCUSTS_ARG_0='a\nb'\n" in second
-    assert "LOCUSTS_ARG_1='it'\"'\"'s'\n" in second
-    # bash parses both scripts cleanly
-    for t in (text, second):
-        assert subprocess.run(["bash", "-n"], input=t.encode(), capture_output=True, timeout=10).returncode == 0
+    args = [["x", "$(touch Y)"], ["a\nb", "it's"], ["", "\t-e \\ %s"]]
+    spec = build_spec(command="cat <shared>sf <arg1> > o_<id>", args=args,
+                      shared_inputs={"sf": inp / "sh'ared.txt"}, outputs=["o_<id>", "sub dir/p_<id>"], output_dir=tmp_path / "out")
+    command = render_command_script(spec)
+    # The command script: the shared path as a quoted literal, the command referencing variables.
+    assert "LOCUSTS_SHARED_sf=\"${LOCUSTS_SWARM_ROOT}/shared/\"" + shlex.quote("sf/sh'ared.txt") + "\n" in command
+    assert "export LOCUSTS_SHARED_sf\n" in command
+    assert 'cat "${LOCUSTS_SHARED_sf}" "${LOCUSTS_ARG_1}" > o_"${LOCUSTS_ID}"' in command
+    assert "touch Y" not in command and "it's" not in command
+    assert subprocess.run(["bash", "-n"], input=command.encode(), capture_output=True, timeout=10).returncode == 0
+    # The task list: every value, byte for byte, read back by the manager's own reader.
+    task_list = b"".join(task_list_record(t) for t in spec.tasks)
+    manager = render_manager(SwarmLayout(str(tmp_path / "root")), "r0m0", 2, 5)
+    records = read_task_list_with_the_managers_own_reader(manager, task_list)
+    expected = [
+        [str(t.index).encode(), t.folder.encode(), t.task_id.encode(), str(len(t.args)).encode(), *(a.encode() for a in t.args),
+         str(len(t.outputs)).encode(), *(o.encode() for o in t.outputs)]
+        for t in spec.tasks
+    ]
+    assert records == expected
 
 
-def test_task_script_comment_cannot_break_out(tmp_path):
+def test_hostile_ids_are_never_in_a_script(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "in_x\nrm -rf y.txt").write_text("s")
     spec = build_spec(command="cat in_<id>.txt", input_dir=inp, task_inputs=["in_<id>.txt"], output_dir=tmp_path / "out")
-    text = TaskScriptRenderer(spec)(spec.tasks[0])
-    comment = [line for line in text.splitlines() if "(id " in line]
-    assert comment == ["# Task 0 (id x\\nrm -rf y) of a locusts swarm: the user's command,"]
-    assert "\nrm -rf y" not in text.replace("LOCUSTS_ID='x\nrm -rf y'", "")
+    root = tmp_path / "root"
+    engine = SwarmEngine(spec, "ids", str(root), LocalShell())
+    round_ = engine.prepare_round()
+    for script in (root / "exec" / "command.sh", Path(engine.layout.manager_file(round_.managers[0], "sh"))):
+        assert "rm -rf y" not in script.read_text()
+    assert b"x\nrm -rf y\0" in (root / "exec" / "tasks_r0m0").read_bytes()
 
 
 def test_manager_and_poll_scripts_quote_a_hostile_root():
     layout = SwarmLayout("/tmp/a b/'q'/$(touch Z)")
     manager = render_manager(layout, "r0m0", 3, 2)
     assert "export LOCUSTS_SWARM_ROOT=" + shlex.quote(layout.root) + "\n" in manager
-    assert "max_running=3\n" in manager
+    assert "_lm_max_running=3\n" in manager
     assert "sleep 2 &\n" in manager
     poll = render_poll(layout, "direct")
     assert "exec_dir=" + shlex.quote(layout.exec_dir) + "\n" in poll
@@ -223,7 +240,7 @@ def test_environment_builder_stages_clean_folders(tmp_path):
     # a leftover from an earlier attempt is gone when the task is staged again
     (root / "work/batch_0/task_0/old_output.txt").write_text("stale")
     b.stage_tasks(spec.tasks[:1])
-    assert sorted(p.name for p in (root / "work/batch_0/task_0").iterdir()) == ["in_0.txt", "task.sh"]
+    assert sorted(p.name for p in (root / "work/batch_0/task_0").iterdir()) == ["in_0.txt"]
     assert len((root / "exec/tasks.jsonl").read_text().splitlines()) == 3
 
 

@@ -115,6 +115,11 @@ def test_live_counts_logs_results_and_report_of_a_real_swarm(gated_swarm):
     assert logs.tails["stderr.txt"].data == b"</pre><script>alert(2)</script> failing on purpose\n"
     assert logs.tails["stdout.txt"].data == f"working on {HOSTILE_ID}\n".encode()
     assert logs.folder.startswith(handle.root + "/work/batch_0/task_")
+    # A task that ended with an empty log does not keep it: the tail reads as absent and empty.
+    ok_logs = reader.task_logs(handle, index_of["0"])
+    assert (ok_logs.tails["stderr.txt"].size, ok_logs.tails["stderr.txt"].data) == (None, b"")
+    assert not (Path(ok_logs.folder) / "stderr.txt").exists()
+    assert ok_logs.tails["stdout.txt"].data == b"working on 0\n"
     assert reader.task_logs(handle, len(IDS)) is None  # no such task
 
 

@@ -1,8 +1,10 @@
-# Reset task folders to what staging put into them (inputs, task.sh), so a task run again
+# Reset task folders to what staging put into them (their inputs), so a task run again
 # after its manager was lost starts clean, without the inputs having to be staged again.
 # usage: bash -s -- WORK_DIR   records on stdin, NUL-separated, one per task:
 #   FOLDER COUNT STAGED...   (FOLDER relative to WORK_DIR, STAGED relative to FOLDER)
 set -u
+# Names are read as bytes: in a UTF-8 locale, a byte that is not UTF-8 would swallow the NUL after it.
+export LC_ALL=C
 work=$1
 cd -- "$work" 2> /dev/null || {
     echo "no swarm root here: $work not found on $HOSTNAME" >&2

@@ -287,7 +287,7 @@
   }
 
   function streamNote(stream) {
-    if (!stream || !stream.exists) return "(no file)";
+    if (!stream || !stream.exists) return "0 bytes (not kept)";
     if (stream.truncated) return "last " + number(stream.shown) + " of " + number(stream.size) + " bytes";
     return number(stream.size) + " bytes";
   }
@@ -311,8 +311,9 @@
       text("log-task", logs.id + " (#" + logs.index + ")");
       text("log-folder", "folder " + logs.folder);
       showChanges(logs.changes);
-      text("log-stderr", logs.stderr.exists ? (logs.stderr.text || "(empty)") : "(no stderr.txt)");
-      text("log-stdout", logs.stdout.exists ? (logs.stdout.text || "(empty)") : "(no stdout.txt)");
+      // An empty log is not kept once its task ended: absent reads as empty.
+      text("log-stderr", logs.stderr.text || "(empty)");
+      text("log-stdout", logs.stdout.text || "(empty)");
       text("log-stderr-note", streamNote(logs.stderr));
       text("log-stdout-note", streamNote(logs.stdout));
       ["log-stderr", "log-stdout"].forEach(function (id) { var pre = el(id); pre.scrollTop = pre.scrollHeight; }); // the end first
