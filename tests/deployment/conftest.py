@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+import airflow_provider_locusts
+
 from tests.deployment.deployment import CeleryDeployment
 from tests.deployment.servers import missing_binaries
 from tests.support.cluster import Cluster, cluster_state_dir, read_cluster_env, running_cluster, skip_or_fail
@@ -90,6 +92,11 @@ def deployment(request, deployment_root):
         if Path("/tmp") in state_dir.resolve().parents:
             # The SSH key and known_hosts live there: on real hosts they are deployed on each.
             shared_tmp.append(state_dir)
+    source = Path(airflow_provider_locusts.__file__).resolve().parent.parent
+    if Path("/tmp") in source.parents:
+        # The package's checkout (an editable install) under /tmp would be hidden by each
+        # worker host's private /tmp: on real hosts the package is installed on each.
+        shared_tmp.append(source)
     base = deployment_root / request.module.__name__.rsplit(".", 1)[-1]
     deploy = CeleryDeployment(base, extra_env=extra_env, shared_tmp_paths=tuple(shared_tmp))
     try:
