@@ -162,9 +162,13 @@ def read_task_list_with_the_managers_own_reader(manager_script: str, task_list: 
     ends up holding, per task (index, folder, id, args..., outputs...)."""
     reader = manager_script[manager_script.index("_lm_read_task() {") :]
     reader = reader[: reader.index("\n}\n") + 3]
-    script = reader + (
-        'while _lm_read_task; do printf "%s\\0" "$_lm_index" "$_lm_folder" "$_lm_id" "${#_lm_args[@]}" '
-        '"${_lm_args[@]}" "${#_lm_outputs[@]}" "${_lm_outputs[@]}"; printf "\\n\\0"; done'
+    # Into slot 1 every time, as the manager reuses a slot: nothing of the task before may stay.
+    script = "declare -A _lm_arg=() _lm_output=()\n" + reader + (
+        'while _lm_read_task 1; do printf "%s\\0" "${_lm_index[1]}" "${_lm_folder[1]}" "${_lm_id[1]}" "${_lm_nargs[1]}"; '
+        'for ((k = 0; k < _lm_nargs[1]; k++)); do printf "%s\\0" "${_lm_arg[1,$k]}"; done; '
+        'printf "%s\\0" "${_lm_noutputs[1]}"; '
+        'for ((k = 0; k < _lm_noutputs[1]; k++)); do printf "%s\\0" "${_lm_output[1,$k]}"; done; '
+        'printf "\\n\\0"; done'
     )
     out = subprocess.run(["bash", "-c", script], input=task_list, capture_output=True, timeout=10, check=True).stdout
     return [record.split(b"\0")[:-1] for record in out.split(b"\n\0")[:-1]]
