@@ -4,7 +4,7 @@ the folder, the account, what failed and how to fix it — not minutes later as 
 never start.
 
 Checks: the swarm root (or, before the first try, the folder it goes in) accepts new folders;
-the scheduler's commands are on the account's PATH; and in remote-shared mode a probe written
+the account's bash is 4.4 or newer; the scheduler's commands are on the account's PATH; and in remote-shared mode a probe written
 here is seen on the host at the mapped path, the host can write into a folder this side made
 (the group permissions the swarm's folders rely on), and what the host wrote is seen here.
 """
@@ -112,6 +112,11 @@ def _message(report: PreflightReport, root: str, scheduler: str, shared_view: Pa
             problems.append(
                 f"{who} has no {detail}. scheduler={scheduler!r} needs them on that account's PATH "
                 "(is the scheduler installed there? a `module load` in its shell profile?)."
+            )
+        elif check == "bash":
+            problems.append(
+                f"{who} runs bash {detail}: the swarm's scripts need bash 4.4 or newer on the swarm's host and "
+                "its compute nodes (put a newer bash first on that account's PATH)."
             )
         elif check == "visible":
             problems.append(

@@ -22,6 +22,13 @@ else
     report fail writable "$target: ${err:-$made}"
 fi
 
+# The swarm's scripts need bash >= 4.4 (wait -n, mapfile -d, negative array subscripts).
+if ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4))); then
+    report ok bash "$BASH_VERSION"
+else
+    report fail bash "$BASH_VERSION"
+fi
+
 # The commands scheduler $scheduler needs (its module in swarm/schedulers/ names them).
 IFS=, read -r -a needed <<< "$commands"
 missing=()
