@@ -4,7 +4,6 @@ when the command reads $$ or $PPID (or with task_timeout). Run for real with the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine

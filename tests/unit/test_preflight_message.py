@@ -9,7 +9,11 @@ import subprocess
 import pytest
 
 from airflow_provider_locusts.swarm.errors import SwarmPreflightError
-from airflow_provider_locusts.swarm.preflight import _message, parse_preflight, preflight
+from airflow_provider_locusts.swarm.preflight import (
+    _message,
+    parse_preflight,
+    preflight,
+)
 from airflow_provider_locusts.swarm.shell import LocalShell
 
 
