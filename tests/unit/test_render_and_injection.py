@@ -218,7 +218,7 @@ def test_manager_and_poll_scripts_quote_a_hostile_root():
     manager = render_manager(layout, "r0m0", 3, 2)
     assert "export LOCUSTS_SWARM_ROOT=" + shlex.quote(layout.root) + "\n" in manager
     assert "_lm_max_running=3\n" in manager
-    assert "sleep 2 &\n" in manager
+    assert "EPOCHSECONDS - _lm_beat >= 2))" in manager  # the heartbeat interval
     poll = render_poll(layout, "direct")
     assert "exec_dir=" + shlex.quote(layout.exec_dir) + "\n" in poll
     for script in (manager, poll):
