@@ -60,7 +60,7 @@ def sleeper_operator(tmp_path, remote_root: str, swarm_id: str, scheduler: str) 
 
 
 def remote_task_pids(cluster, swarm_root: str) -> list[int]:
-    """Pids the running tasks recorded (task shell and its sleep), read on the host."""
+    """Pids the running tasks recorded (the attempt and its sleep), read on the host."""
     out = cluster.ssh(f"cat {shlex.quote(swarm_root)}/work/batch_0/*/pids 2>/dev/null || true").stdout
     return [int(p) for p in out.split()]
 

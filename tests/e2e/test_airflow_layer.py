@@ -190,7 +190,7 @@ def test_lost_event_reschedules_the_unfinished_tasks_in_a_new_round(tmp_path, st
     new = deferred.value.trigger.handle
     assert (new.round, new.managers, new.round_tasks) == (1, ("r1m0",), 3)
     assert context["ti"].xcoms[HANDLE_XCOM_KEY]["round"] == 1
-    # The orphaned task shells of the lost manager were stopped (fenced) first.
+    # The orphaned attempts of the lost manager were stopped (fenced) first.
     assert Path(engine.layout.manager_file("r0m0", "cancelled")).exists()
     op.on_kill()
 

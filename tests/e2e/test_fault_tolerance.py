@@ -39,7 +39,7 @@ def kill_manager_command(counters: Path, victim: int) -> str:
     """Every task counts its starts and its completed runs outside the swarm root.
 
     Task `victim`, on its first run, records its own shell (pid and start time, so a reused
-    pid cannot pass for it), SIGKILLs its manager and lingers 30 s: an orphaned task shell
+    pid cannot pass for it), SIGKILLs its manager and lingers 30 s: an orphaned attempt
     of a lost manager. On a later run (a reschedule) it first records whether that orphan
     was still there: `gone` or `alive (state S)` in `orphan_at_rerun`. A zombie is gone: it
     has exited, and may wait a while for a parent to reap it (init is slow to reap here).
@@ -99,7 +99,7 @@ def test_killed_manager_tasks_are_rescheduled_and_finished_tasks_keep_their_resu
     assert result.task_states() == {"swarm": "success"}
     assert result.xcom("swarm", key="succeeded") == [str(i) for i in range(40)] and result.xcom("swarm", key="failed") == []
     assert [r["kind"] for r in ledger_of(tmp_path)["rounds"]] == ["start", "reschedule"]
-    # The lost manager's orphaned task shell was stopped before its task ran again.
+    # The lost manager's orphaned attempt was stopped before its task ran again.
     at_rerun = (counters / "orphan_at_rerun").read_text()
     assert at_rerun == "gone\n", f"the orphan still ran when its task was rescheduled: {at_rerun.strip()}"
     for i in range(40):

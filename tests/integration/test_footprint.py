@@ -147,7 +147,7 @@ def test_after_a_killed_manager_is_rescheduled_no_empty_log_is_left(tmp_path, ru
     pid = int(Path(engine.layout.manager_file("r0m0", "pid")).read_text().split()[0])
     os.kill(pid, signal.SIGKILL)  # no chance to remove the empty logs it holds
     run_swarm_round.started.append(engine)
-    engine.cancel(["r0m0"])  # fencing: its task shells are stopped too
+    engine.cancel(["r0m0"])  # fencing: its orphaned attempts are stopped too
     root = Path(engine.layout.root)
     empty_before = [p for p in root.glob("work/*/*/std*.txt") if p.stat().st_size == 0]
     assert empty_before, "the killed manager left no empty log: nothing is tested"

@@ -292,7 +292,7 @@ def test_marking_the_deferred_task_failed_cancels_the_swarm(airflow_services: Ai
         extra=lambda: f"events: {events(root)}",
     )
     task_pids = [int(p) for f in sorted(pids.glob("shell_*")) + sorted(pids.glob("sleep_*")) for p in f.read_text().split()]
-    swarm_processes = session_members(manager)  # manager, heartbeat loop, task shells, their attempts, sleeps
+    swarm_processes = session_members(manager)  # manager, its ticker, its attempts, their sleeps
     assert manager in swarm_processes and set(task_pids) <= set(swarm_processes), (manager, task_pids, swarm_processes)
     assert all(alive(p) for p in [manager, *task_pids])
 

@@ -31,7 +31,7 @@ group_runs_manager() {  # PGID MANAGER
     return 1
 }
 
-# Fencing: a lost manager's task shells can outlive it (and, with some SLURM process
+# Fencing: a lost manager's attempts (forks of its script) can outlive it (and, with some SLURM process
 # trackers, its job). They are stopped and waited for here, so no late result can land
 # after the caller decided what to run again.
 fence=()
