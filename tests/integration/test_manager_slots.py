@@ -46,3 +46,15 @@ def test_an_attempt_in_a_bash_of_its_own_killed_runs_again_when_retries_are_left
     assert sorted(result.succeeded) == [str(i) for i in range(6)]
     assert fold.outcomes[1].attempts == 2 and fold.outcomes[1].exit_code == 0
     assert all(fold.outcomes[i].attempts == 1 for i in (0, 2, 3, 4, 5))
+
+
+def test_the_heartbeat_is_written_while_the_manager_waits_for_long_tasks(tmp_path, run_swarm_round):
+    # Every task runs 5 s: the manager sits in `wait -n` throughout, and its ticker still
+    # writes the heartbeat every second (a manager silent for 4 s would count as lost).
+    spec = build_spec(command="sleep 5; printf done > out_<id>.txt", args=[[i] for i in range(4)],
+                      outputs=["out_<id>.txt"], output_dir=tmp_path / "out", processes=2)
+    engine = SwarmEngine(spec, "beat", str(tmp_path / "root"), LocalShell(), EngineOptions(heartbeat_interval=1))
+    run = run_swarm_round(engine, engine.prepare_round(), timeout=60, heartbeat_timeout=4)
+    assert run.verdict.lost == []
+    assert run.seconds >= 10  # two rounds of 5 s: the manager did wait
+    assert sorted(engine.gather().succeeded) == ["0", "1", "2", "3"]
