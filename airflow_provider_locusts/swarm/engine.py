@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import posixpath
 import shutil
 import time
@@ -26,12 +27,12 @@ from typing import Protocol
 from airflow_provider_locusts.swarm import collect
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNoSpaceError, SwarmSpecError
 from airflow_provider_locusts.swarm.host_commands import (
-    CLEANUP_SCRIPT,
     CLEAR_FOLDERS_SCRIPT,
     DROP_EMPTY_LOGS_SCRIPT,
     CancelReport,
     LogTail,
     ManagerDiagnosis,
+    Removal,
     cancel_command,
     diagnose_command,
     log_tail_command,
@@ -39,8 +40,10 @@ from airflow_provider_locusts.swarm.host_commands import (
     parse_diagnosis,
     parse_log_tail,
     parse_read_files,
+    parse_removal,
     poll_command,
     read_files_command,
+    remove_folder_command,
 )
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.preflight import PreflightReport, preflight
@@ -48,7 +51,7 @@ from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, par
 from airflow_provider_locusts.swarm.render import host_script, render
 from airflow_provider_locusts.swarm.replica import ENVIRONMENT, EnvironmentStaging, concurrency, remove_replicas
 from airflow_provider_locusts.swarm.replica_gather import ChangesCollector
-from airflow_provider_locusts.swarm.shell import Shell
+from airflow_provider_locusts.swarm.shell import LocalShell, Shell
 from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
 from airflow_provider_locusts.swarm.schedulers import SCHEDULERS, get_scheduler
 from airflow_provider_locusts.swarm.spec import SwarmSpec
@@ -184,9 +187,25 @@ class SwarmEngine:
         )
 
     def close(self) -> None:
-        """Remove this engine's scratch view (copy mode); the root itself stays."""
-        if self.scratch:
-            shutil.rmtree(self.local_root, ignore_errors=True)
+        """Remove this engine's scratch view (copy mode); the root itself stays. A view that holds
+        task folders (a staged round, outputs and logs pulled at gather) is renamed away at once
+        and deleted in the background, as cleanup() does with the root; a small one in place."""
+        if not self.scratch:
+            return
+        try:
+            with os.scandir(self.local.work_dir) as entries:
+                holds_tasks = any(True for _ in entries)
+        except OSError:
+            holds_tasks = False
+        if holds_tasks:
+            try:
+                removal = remove_folder(LocalShell(), str(self.local_root), "copy")
+                log.debug("Swarm %s: scratch folder %s", self.swarm_id, removal.line())
+                return
+            except (SwarmExecutionError, ValueError, OSError) as error:
+                log.warning("Swarm %s: removing the scratch folder %s in the background failed (%s): removing it now",
+                            self.swarm_id, self.local_root, error)
+        shutil.rmtree(self.local_root, ignore_errors=True)
 
     # --- what the root records: settings, task table, ledger ---------------------------------
     def _load_from_root(self) -> None:
@@ -560,13 +579,19 @@ class SwarmEngine:
         html = report([asdict(r) for r in result.results], tails, info)
         return sink.write_text(collect.report_name(self.swarm_id), html)
 
-    def cleanup(self) -> None:
-        """Remove the swarm root. Refuses any folder that is not this swarm's root: its name
-        must be the swarm id and it must hold our ledger."""
-        root = self.layout.root
-        if posixpath.basename(root.rstrip("/")) != self.swarm_id:
+    def cleanup(self) -> Removal:
+        """Remove the swarm root, on its host, without waiting for its files: it is renamed at
+        once to a hidden sibling (`.<swarm id>.removing-<unique>`) and deleted there by a
+        detached process at low priority, which also finishes earlier removals in the same
+        folder that were interrupted (templates/remove_folder.sh). Refuses any folder that is
+        not this swarm's root: its name must be the swarm id and it must hold our ledger.
+
+        A local copy of the root (copy mode's scratch view) goes when the engine is closed; a
+        root seen through a shared filesystem has no other copy."""
+        root = self.layout.root.rstrip("/") or "/"
+        if posixpath.basename(root) != self.swarm_id:
             raise SwarmExecutionError(f"refusing to remove {root}: it is not named after swarm {self.swarm_id}")
-        self.shell.run_script(CLEANUP_SCRIPT, [root]).check(f"removing the swarm root {root}")
+        return remove_folder(self.shell, root, "root")
 
     # --- copy mode (no-ops when the root is local or shared) ---------------------------
     def _push(self, relative_paths: list[str]) -> None:
@@ -602,6 +627,15 @@ class SwarmEngine:
                 wanted += extension.pull_paths(task.folder, outcome.ok and outputs_here)
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+def remove_folder(shell: Shell, folder: str, kind: str) -> Removal:
+    """Remove a swarm root ("root") or a local copy of one ("copy") through `shell`: renamed
+    away at once, deleted in the background (see host_commands.remove_folder_command)."""
+    script, args = remove_folder_command(folder, kind)
+    result = shell.run_script(script, args)
+    result.check(f"removing {'the swarm root' if kind == 'root' else 'the folder'} {folder}")
+    return parse_removal(folder, result.stdout)
 
 
 def _file_tail(path: Path, limit: int = REPORT_TAIL_BYTES) -> str | None:
