@@ -6,12 +6,13 @@ each), ``processes=4``, local mode, every other setting at its default (outputs 
 above 10,000 tasks). It is staged and run once, without Airflow (SwarmEngine + LocalShell, as
 tests/integration/test_manager_1000.py does), in ``--dir`` (kept, so later invocations reuse it).
 
-Each repetition gathers as ``execute_complete`` does: an engine attached to the root alone (the
-task table and settings read back from it), ``gather(report=gather_report)`` (decisions, outputs
-moved into output_dir with no-clobber links, ``exec/results.jsonl``, the manifest, the HTML
-report). Between repetitions the gathered outputs are renamed back into their task folders and
-results, manifest and report removed: no file is created or deleted in bulk before a timing
-(on ext4, creating files shortly after deleting many is slow, which would distort it).
+Each repetition gathers as ``execute_complete`` does, in a fresh interpreter: an engine attached
+to the root alone (the task table and settings read back from it), ``gather(report=gather_report)``
+(decisions, outputs moved into output_dir with no-clobber links, ``exec/results.jsonl``, the
+manifest, the HTML report). Between repetitions the gathered outputs are renamed back into their
+task folders; results, manifest, report and the emptied output folders removed: no file is
+created or deleted in bulk before a timing (on ext4, creating files shortly after deleting many
+is slow, which would distort it).
 
 Usage: ``python benchmarks/bench_gather.py [--tasks 100000] [--dir DIR] [--repeat 3] [--profile FILE]``
 """
@@ -24,6 +25,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,7 +71,8 @@ def run_swarm(base: Path, tasks: int, processes: int, timeout: float) -> None:
 
 
 def ungather(base: Path) -> int:
-    """Put the gathered outputs back into their task folders (renames), drop what gather wrote."""
+    """Put the gathered outputs back into their task folders (renames), drop what gather wrote,
+    and the (then empty) output folders, so the next gather makes them anew as a first one does."""
     root, out = base / SWARM_ID, base / "out"
     engine = SwarmEngine.attach(str(root), LocalShell())
     sharded = engine.outputs_sharded
@@ -84,6 +87,10 @@ def ungather(base: Path) -> int:
                 pass
     for path in (root / "exec" / "results.jsonl", out / collect.manifest_name(SWARM_ID), out / collect.report_name(SWARM_ID)):
         path.unlink(missing_ok=True)
+    if out.is_dir():
+        for shard in out.iterdir():
+            shard.rmdir()  # empty now: anything else in it is an error
+        out.rmdir()
     return moved
 
 
@@ -116,7 +123,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", default=None, help="profile the first repetition with cProfile into this file")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--role-gather", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role_gather:
+        print("@gather " + json.dumps(gather_once(Path(args.dir), args.profile)), flush=True)
+        return 0
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-gather-"))
     base.mkdir(parents=True, exist_ok=True)
     ran = base / "ran.json"
@@ -129,7 +140,17 @@ def main() -> int:
     for i in range(args.repeat):
         back = ungather(base)
         load = os.getloadavg()[0]
-        seconds, succeeded = gather_once(base, args.profile if i == 0 else None)
+        # A fresh interpreter each time, as execute_complete runs in: nothing cached but the disk's.
+        argv = [sys.executable, __file__, "--role-gather", "--dir", str(base), "--tasks", str(args.tasks)]
+        if args.profile and i == 0:
+            argv += ["--profile", args.profile]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout, check=False)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("@gather ")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"gather failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        if args.profile and i == 0:
+            print(proc.stdout, flush=True)
+        seconds, succeeded = json.loads(lines[-1][len("@gather ") :])
         if succeeded != args.tasks:
             raise RuntimeError(f"{succeeded} of {args.tasks} succeeded")
         times.append(seconds)
