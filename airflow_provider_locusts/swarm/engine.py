@@ -13,13 +13,15 @@ table, the settings and the ledger are read back from it, on whichever machine r
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
 import os
 import posixpath
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -545,6 +547,12 @@ class SwarmEngine:
     ) -> collect.SwarmResult:
         """Decide every task, collect outputs, write the manifest; with `report`, also the HTML
         report next to the manifest (a report that cannot be written is logged, never fatal)."""
+        with _without_cyclic_gc():
+            return self._gather(lost_reason, lost_managers, report)
+
+    def _gather(
+        self, lost_reason: str | None, lost_managers: list[str] | None, report: ReportWriter | None
+    ) -> collect.SwarmResult:
         sink = self.sink()
         self._pull_for_gather(sink)
         result = collect.gather(
@@ -629,6 +637,21 @@ class SwarmEngine:
                 wanted += extension.pull_paths(task.folder, outcome.ok and outputs_here)
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: a gather makes a few objects per task (rows,
+    outcomes, results, manifest entries), none in a cycle, and each collection pass walks
+    them all again, a third of the gathering time at 10^5 tasks. Memory is still freed as
+    usual (reference counting); anything cyclic is collected when the collector resumes."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def remove_folder(shell: Shell, folder: str, kind: str) -> Removal:
