@@ -74,6 +74,10 @@ REPORT_TAIL_BYTES = 4096
 
 # gather(report=...): (manifest records, {task id: {"stderr": text, "stdout": text}},
 # {"swarm_id", "output_dir", "manifest"}) -> the report's HTML.
+# Copy mode's scratch view holding up to this many task folders is removed in place; above, in
+# the background (see SwarmEngine.close).
+SCRATCH_REMOVED_IN_PLACE = 1000
+
 ReportWriter = Callable[[list[dict], dict[str, dict[str, str]], dict[str, str]], str]
 
 log = logging.getLogger(__name__)
@@ -189,17 +193,13 @@ class SwarmEngine:
         )
 
     def close(self) -> None:
-        """Remove this engine's scratch view (copy mode); the root itself stays. A view that holds
-        task folders (a staged round, outputs and logs pulled at gather) is renamed away at once
-        and deleted in the background, as cleanup() does with the root; a small one in place."""
+        """Remove this engine's scratch view (copy mode); the root itself stays. A view holding
+        more than SCRATCH_REMOVED_IN_PLACE task folders (a large round staged, outputs or logs
+        pulled at gather) is renamed away at once and deleted in the background, as cleanup()
+        does with the root; a smaller one is removed here and now."""
         if not self.scratch:
             return
-        try:
-            with os.scandir(self.local.work_dir) as entries:
-                holds_tasks = any(True for _ in entries)
-        except OSError:
-            holds_tasks = False
-        if holds_tasks:
+        if _holds_more_folders_than(self.local.work_dir, SCRATCH_REMOVED_IN_PLACE):
             try:
                 removal = remove_folder(LocalShell(), str(self.local_root), "copy")
                 log.debug("Swarm %s: scratch folder %s", self.swarm_id, removal.line())
@@ -637,6 +637,21 @@ class SwarmEngine:
                 wanted += extension.pull_paths(task.folder, outcome.ok and outputs_here)
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+def _holds_more_folders_than(work_dir: str, limit: int) -> bool:
+    """Does work/ hold more than `limit` task folders (batch_<k>/task_<id>)? Counted until known."""
+    count = 0
+    try:
+        with os.scandir(work_dir) as batches:
+            for batch in batches:
+                if batch.is_dir(follow_symlinks=False):
+                    count += len(os.listdir(batch.path))
+                    if count > limit:
+                        return True
+    except OSError:
+        pass
+    return False
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_locusts.swarm import engine as engine_module
 from airflow_provider_locusts.swarm.engine import EngineOptions, SwarmEngine, remove_folder
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError
 from airflow_provider_locusts.swarm.shell import CommandResult, LocalShell
@@ -239,24 +240,30 @@ def test_only_unfinished_removals_of_ours_are_finished_and_the_users_similar_fol
     assert snapshot(elsewhere) == outside
 
 
-def test_a_local_copys_removal_renames_it_away_and_deletes_it_in_the_background(tmp_path, run_swarm_round):
-    # Copy mode's scratch view, as LocustsHook.engine makes it: removed by close(), never waited for.
+def test_a_large_local_copy_is_renamed_away_and_deleted_in_the_background(tmp_path, run_swarm_round, monkeypatch):
+    # Copy mode's scratch view, as LocustsHook.engine makes it: removed by close(), never waited
+    # for when it holds more task folders than SCRATCH_REMOVED_IN_PLACE (here 10 for 20 tasks).
+    monkeypatch.setattr(engine_module, "SCRATCH_REMOVED_IN_PLACE", 10)
     swarms = tmp_path / "swarms"
     engine = run_swarm(swarms, "scratchy", run_swarm_round, tasks=20)
     scratch = tmp_path / "work_root" / "scratchy.abc_123"
     scratch.parent.mkdir()
     subprocess.run(["cp", "-a", "--", str(swarms / "scratchy"), str(scratch)], check=True, timeout=60)
     copy = SwarmEngine.attach(str(swarms / "scratchy"), LocalShell(), local_root=scratch, scratch=True)
+    removals = []
+    monkeypatch.setattr(engine_module, "remove_folder", lambda *a: removals.append(remove_folder(*a)) or removals[-1])
     copy.close()
     assert not scratch.exists()
+    assert len(removals) == 1 and Path(removals[0].hidden).parent == scratch.parent
     wait_until(lambda: entries(scratch.parent) == [], REMOVAL_TIMEOUT, 0.1, "the scratch copy to be deleted")
     assert (swarms / "scratchy" / "exec" / "ledger.json").is_file()  # the root itself stays
 
-    # A scratch view without task folders goes in place; an absent one is no error.
+    # A scratch view with few task folders goes in place, and at once; an absent one is no error.
     small = tmp_path / "work_root" / "small.xyz"
-    (small / "exec").mkdir(parents=True)
+    for i in range(10):
+        (small / "work" / "batch_0" / f"task_{i}").mkdir(parents=True)
     SwarmEngine.attach(str(swarms / "scratchy"), LocalShell(), local_root=small, scratch=True).close()
-    assert entries(scratch.parent) == []
+    assert entries(scratch.parent) == [] and len(removals) == 1
     assert remove_folder(LocalShell(), str(small), "copy").absent
 
 

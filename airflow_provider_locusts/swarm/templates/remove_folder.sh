@@ -67,7 +67,7 @@ remove_renamed() {
         fi
         # work/ holds a folder per batch: a few rm at once (metadata servers answer in parallel).
         if [ -d "$d/work" ] && [ ! -L "$d/work" ]; then
-            find -P "$d/work" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r -n 1 -P "${LOCUSTS_REMOVE_JOBS:-2}" rm -rf --
+            find -P "$d/work" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r -n 1 -P 2 rm -rf --
         fi
         find -P "$d" -mindepth 1 -maxdepth 1 ! -name exec ! -name "$MARKER" -exec rm -rf -- {} +
         if [ -d "$d/exec" ] && [ ! -L "$d/exec" ]; then
