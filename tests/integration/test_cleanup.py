@@ -308,3 +308,36 @@ def test_read_only_folders_inside_the_root_are_removed_too_by_an_unprivileged_ow
     removal = remove_folder(NobodyShell(), str(root), "root")
     assert not root.exists() and removal.hidden
     wait_until(lambda: entries(swarms) == [], REMOVAL_TIMEOUT, 0.1, "the read-only tree to be deleted")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_removal_that_cannot_finish_keeps_its_marker_and_ledger_and_a_later_cleanup_finishes_it(world_reachable_dir):
+    # Part of the root belongs to another account: its owner cannot delete it. The removal says
+    # so in its marker, keeps what makes it recognisable, and a later cleanup finishes it.
+    swarms = world_reachable_dir / "swarms"
+    for name in ("stuck", "later"):
+        (swarms / name / "exec").mkdir(parents=True)
+        (swarms / name / "exec" / "ledger.json").write_text(f'{{"swarm_id": "{name}", "rounds": []}}')
+        (swarms / name / "exec" / "tasks.jsonl").write_text("")
+        for i in range(3):
+            (swarms / name / "work" / "batch_0" / f"task_{i}").mkdir(parents=True)
+    foreign = swarms / "stuck" / "shared" / "theirs"
+    foreign.mkdir(parents=True)
+    (foreign / "data.txt").write_text("not yours")
+    subprocess.run(["chown", "-R", "65534:65534", "--", str(swarms)], check=True, timeout=60)
+    subprocess.run(["chown", "-R", "0:0", "--", str(foreign)], check=True, timeout=60)
+
+    removal = remove_folder(NobodyShell(), str(swarms / "stuck"), "root")
+    hidden = Path(removal.hidden)
+    marker = hidden / MARKER
+    wait_until(lambda: "unfinished" in marker.read_text(), REMOVAL_TIMEOUT, 0.1, "the removal to give up")
+    first, second, note = marker.read_text().splitlines()
+    assert (first, second) == ("locusts: removing stuck", "root") and "Permission denied" in note
+    assert (hidden / "exec" / "ledger.json").is_file() and (foreign / "data.txt").exists() is False
+    assert (hidden / "shared" / "theirs" / "data.txt").read_text() == "not yours"
+    assert not (hidden / "work").exists()
+
+    subprocess.run(["chown", "-R", "65534:65534", "--", str(hidden)], check=True, timeout=60)  # the admin steps in
+    again = remove_folder(NobodyShell(), str(swarms / "later"), "root")
+    assert again.leftovers == 1
+    wait_until(lambda: entries(swarms) == [], REMOVAL_TIMEOUT, 0.1, "both removals to be finished")

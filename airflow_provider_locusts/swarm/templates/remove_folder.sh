@@ -49,11 +49,13 @@ esac
 # --- what the detached process runs ---------------------------------------------------------
 # Delete one renamed folder, holding a lock on it (flock, where it works) so that two
 # removers never work on the same folder. Everything but exec/ and the marker first, then
-# exec/ but its ledger, then the ledger, the marker last: an interrupted removal leaves a
-# folder the next one recognises. Read-only folders (a Custom Environment's sealed tree)
-# are made writable, and the removal tried again, only if the first pass left something.
+# exec/ but its ledger; only once nothing else is left, the ledger, the marker and the
+# folder: an interrupted or failed removal leaves a folder the next one recognises. Read-only
+# folders (a Custom Environment's sealed tree) are made writable, and the removal tried
+# again, only if the first pass left something. What could not be deleted is appended to
+# the marker, for whoever finds the folder.
 remove_renamed() {
-    local d=$1 pass
+    local d=$1 pass errors=
     exec 9< "$d" || return 1
     if command -v flock > /dev/null 2>&1; then
         flock -n -E 75 9
@@ -62,26 +64,34 @@ remove_renamed() {
     fi
     for pass in 1 2; do
         if [ "$pass" = 2 ]; then
-            [ -e "$d" ] || break
             find -P "$d" -type d ! -perm -u=w -exec chmod u+w -- {} + 2> /dev/null
         fi
-        # work/ holds a folder per batch: a few rm at once (metadata servers answer in parallel).
-        if [ -d "$d/work" ] && [ ! -L "$d/work" ]; then
-            find -P "$d/work" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r -n 1 -P 2 rm -rf --
-        fi
-        find -P "$d" -mindepth 1 -maxdepth 1 ! -name exec ! -name "$MARKER" -exec rm -rf -- {} +
-        if [ -d "$d/exec" ] && [ ! -L "$d/exec" ]; then
-            find -P "$d/exec" -mindepth 1 -maxdepth 1 ! -name ledger.json -exec rm -rf -- {} +
+        errors=$(
+            {
+                # work/ holds a folder per batch: two rm at once (metadata servers answer in parallel).
+                if [ -d "$d/work" ] && [ ! -L "$d/work" ]; then
+                    find -P "$d/work" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r -n 1 -P 2 rm -rf --
+                fi
+                find -P "$d" -mindepth 1 -maxdepth 1 ! -name exec ! -name "$MARKER" -exec rm -rf -- {} +
+                if [ -d "$d/exec" ] && [ ! -L "$d/exec" ]; then
+                    find -P "$d/exec" -mindepth 1 -maxdepth 1 ! -name ledger.json -exec rm -rf -- {} +
+                else
+                    rm -f -- "$d/exec"
+                fi
+            } 2>&1 > /dev/null
+        )
+        if [ -z "$(cd -- "$d" && find -P . -mindepth 1 ! -path "./$MARKER" ! -path ./exec ! -path ./exec/ledger.json -print -quit)" ]; then
             rm -f -- "$d/exec/ledger.json"
             rmdir -- "$d/exec" 2> /dev/null
-        else
-            rm -f -- "$d/exec"
+            rm -f -- "$d/$MARKER"
+            rmdir -- "$d"
+            exec 9<&-
+            return 0
         fi
-        rm -f -- "$d/$MARKER"
-        rmdir -- "$d" 2> /dev/null && break
     done
+    printf 'unfinished %s: %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$(printf '%s' "$errors" | head -n 5 | tr '\n' ' ')" >> "$d/$MARKER"
     exec 9<&-
-    return 0
+    return 1
 }
 
 # An earlier removal's folder in PARENT that can be finished: named .<NAME>.removing-<10
@@ -102,7 +112,7 @@ unfinished() {
     root)
         [ -f "$d/exec/ledger.json" ] && [ ! -L "$d/exec/ledger.json" ] && return 0
         # Past the ledger: nothing but the marker (and an empty exec/) is left.
-        [ -z "$(find -P "$d" -mindepth 1 ! -name "$MARKER" ! -path "$d/exec" -print -quit 2> /dev/null)" ]
+        [ -z "$(cd -- "$d" && find -P . -mindepth 1 ! -path "./$MARKER" ! -path ./exec -print -quit 2> /dev/null)" ]
         return
         ;;
     esac
