@@ -537,8 +537,8 @@ class LocustsSwarmOperator(BaseOperator):
         summary = result.summary()
         if self.cleanup and not result.failed:
             began = time.monotonic()
-            engine.cleanup()
-            self.log.info("Swarm %s: removed its root %s in %.2f s", result.swarm_id, engine.layout.root, time.monotonic() - began)
+            removal = engine.cleanup()
+            self.log.info("Swarm %s: removed its root in %.2f s: %s", result.swarm_id, time.monotonic() - began, removal.line())
         self._push_lists(context, result)
         total = summary["total"]
         if summary.get("report"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ class SwarmResult:
     manifest: str
     extra_files: dict[str, str] = field(default_factory=dict)  # name → path (the report)
     outputs_sharded: bool = False  # outputs are in output_dir/batch_<k>/
+    # The manifest's entries as gather wrote them (one dict per task, in order): what the report
+    # is made from. SwarmEngine.gather drops them once the report is written.
+    records: list[dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def succeeded(self) -> list[str]:
@@ -229,44 +233,46 @@ def gather(
     """
     previous = read_results(layout)
     outcomes = fold_event_files(layout)
-    host = SwarmLayout(host_root or layout.root)
+    # Plain strings: this loop runs once per task (SwarmLayout.task_dir, as a concatenation).
+    host_work = SwarmLayout(host_root or layout.root).work_dir
     results: dict[int, TaskResult] = {}
     to_collect: list[TaskRow] = []
     for task in tasks:
-        before = previous.get(task.index)
+        index = task.index
+        before = previous.get(index)
         if before and before["state"] == "succeeded":
-            results[task.index] = TaskResult.from_entry(before)
+            results[index] = TaskResult.from_entry(before)
             continue
-        outcome = outcomes.get(task.index)
-        results[task.index] = TaskResult(
-            index=task.index,
-            id=task.task_id,
-            state="failed",
-            reason=None,
-            exit_code=outcome.exit_code if outcome else None,
-            attempts=outcome.attempts if outcome else 0,
-            duration=outcome.duration if outcome else None,
-            host=outcome.host if outcome else None,
-            outputs=[],
-            folder=host.task_dir(task.folder),
-            started_at=outcome.started_at if outcome else None,
-            ended_at=outcome.ended_at if outcome else None,
-            manager=outcome.manager if outcome else None,
-        )
-        if outcome and outcome.ok:
+        outcome = outcomes.get(index)
+        folder = _under(host_work, task.folder)
+        if outcome is None:
+            result = TaskResult(index, task.task_id, "failed", None, None, 0, None, None, [], folder)
+        else:
+            result = TaskResult(
+                index, task.task_id, "failed", None, outcome.exit_code, outcome.attempts, outcome.duration,
+                outcome.host, [], folder, outcome.started_at, outcome.ended_at, outcome.manager,
+            )
+        results[index] = result
+        if outcome is not None and outcome.ok:
             to_collect.append(task)
         else:
             missing = _reported_missing(layout, task) if outcome and outcome.missing_outputs else []
-            results[task.index].reason = _failure_reason(outcome, missing, lost_reason, lost_managers or [])
+            result.reason = _failure_reason(outcome, missing, lost_reason, lost_managers or [])
             if extension and outcome:
-                results[task.index].reason = extension.failure_reason(task, results[task.index].reason)
+                result.reason = extension.failure_reason(task, result.reason)
         if extension and outcome:
-            results[task.index].changes = extension.details(task)
+            result.changes = extension.details(task)
 
     if extension is None:
         missing_by_index = sink.collect(to_collect, overwrite)
         failed = {i: "missing outputs: " + ", ".join(m) for i, m in missing_by_index.items() if m}
-        collected = {t.index: [sink.describe(output_target(t, o, sink.sharded)) for o in t.outputs] for t in to_collect}
+        # sink.describe(output_target(...)), as a concatenation: describe("") is output_dir and
+        # its separator, and targets are relative.
+        prefix, sharded = sink.describe(""), sink.sharded
+        collected = {
+            t.index: [prefix + t.batch + "/" + o for o in t.outputs] if sharded else [prefix + o for o in t.outputs]
+            for t in to_collect
+        }
     else:
         failed, collected = extension.collect(to_collect, overwrite)
     for task in to_collect:
@@ -278,23 +284,38 @@ def gather(
             result.outputs = collected[task.index]
 
     ordered = [results[t.index] for t in tasks]
-    lines = "".join(map(_manifest_line, ordered))
+    records = list(map(_manifest_entry, ordered))
+    lines = "".join(map(_manifest_json_line, records))
     _write_text(Path(layout.results), lines)
     manifest = sink.write_text(manifest_name(swarm_id), lines)
     return SwarmResult(
-        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded
+        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded,
+        records=records,
     )
+
+
+def _under(base: str, relative: str) -> str:
+    """posixpath.join(base, relative) for a relative path, as a concatenation."""
+    if relative.startswith("/") or base.endswith("/"):
+        return posixpath.join(base, relative)
+    return base + "/" + relative
 
 
 _RESULT_FIELDS = tuple(TaskResult.__dataclass_fields__)
 
 
-def _manifest_line(result: TaskResult) -> str:
-    # dataclasses.asdict deep-copies each field: far slower than this, once per task.
+def _manifest_entry(result: TaskResult) -> dict:
+    """The manifest's entry of a task (what dataclasses.asdict gives, without deep copies: far
+    faster, once per task)."""
     entry = {name: getattr(result, name) for name in _RESULT_FIELDS}
     if entry["changes"] is None:
         del entry["changes"]  # the Default Environment's entries keep their fields
+    return entry
+
+
+def _manifest_json_line(entry: dict) -> str:
     return json.dumps(entry) + "\n"
+
 
 
 def _write_text(path: Path, text: str) -> None:

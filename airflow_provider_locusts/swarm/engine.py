@@ -13,12 +13,15 @@ table, the settings and the ledger are read back from it, on whichever machine r
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
+import os
 import posixpath
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,12 +29,12 @@ from typing import Protocol
 from airflow_provider_locusts.swarm import collect
 from airflow_provider_locusts.swarm.errors import SwarmExecutionError, SwarmNoSpaceError, SwarmSpecError
 from airflow_provider_locusts.swarm.host_commands import (
-    CLEANUP_SCRIPT,
     CLEAR_FOLDERS_SCRIPT,
     DROP_EMPTY_LOGS_SCRIPT,
     CancelReport,
     LogTail,
     ManagerDiagnosis,
+    Removal,
     cancel_command,
     diagnose_command,
     log_tail_command,
@@ -39,8 +42,10 @@ from airflow_provider_locusts.swarm.host_commands import (
     parse_diagnosis,
     parse_log_tail,
     parse_read_files,
+    parse_removal,
     poll_command,
     read_files_command,
+    remove_folder_command,
 )
 from airflow_provider_locusts.swarm.layout import SwarmLayout
 from airflow_provider_locusts.swarm.preflight import PreflightReport, preflight
@@ -48,7 +53,7 @@ from airflow_provider_locusts.swarm.progress import LIVE_STATES, PollResult, par
 from airflow_provider_locusts.swarm.render import host_script, render
 from airflow_provider_locusts.swarm.replica import ENVIRONMENT, EnvironmentStaging, concurrency, remove_replicas
 from airflow_provider_locusts.swarm.replica_gather import ChangesCollector
-from airflow_provider_locusts.swarm.shell import Shell
+from airflow_provider_locusts.swarm.shell import LocalShell, Shell
 from airflow_provider_locusts.swarm.sinks import HostSink, LocalSink, OutputSink
 from airflow_provider_locusts.swarm.schedulers import SCHEDULERS, get_scheduler
 from airflow_provider_locusts.swarm.spec import SwarmSpec
@@ -69,6 +74,10 @@ REPORT_TAIL_BYTES = 4096
 
 # gather(report=...): (manifest records, {task id: {"stderr": text, "stdout": text}},
 # {"swarm_id", "output_dir", "manifest"}) -> the report's HTML.
+# Copy mode's scratch view holding up to this many task folders is removed in place; above, in
+# the background (see SwarmEngine.close).
+SCRATCH_REMOVED_IN_PLACE = 1000
+
 ReportWriter = Callable[[list[dict], dict[str, dict[str, str]], dict[str, str]], str]
 
 log = logging.getLogger(__name__)
@@ -184,9 +193,21 @@ class SwarmEngine:
         )
 
     def close(self) -> None:
-        """Remove this engine's scratch view (copy mode); the root itself stays."""
-        if self.scratch:
-            shutil.rmtree(self.local_root, ignore_errors=True)
+        """Remove this engine's scratch view (copy mode); the root itself stays. A view holding
+        more than SCRATCH_REMOVED_IN_PLACE task folders (a large round staged, outputs or logs
+        pulled at gather) is renamed away at once and deleted in the background, as cleanup()
+        does with the root; a smaller one is removed here and now."""
+        if not self.scratch:
+            return
+        if _holds_more_folders_than(self.local.work_dir, SCRATCH_REMOVED_IN_PLACE):
+            try:
+                removal = remove_folder(LocalShell(), str(self.local_root), "copy")
+                log.debug("Swarm %s: scratch folder %s", self.swarm_id, removal.line())
+                return
+            except (SwarmExecutionError, ValueError, OSError) as error:
+                log.warning("Swarm %s: removing the scratch folder %s in the background failed (%s): removing it now",
+                            self.swarm_id, self.local_root, error)
+        shutil.rmtree(self.local_root, ignore_errors=True)
 
     # --- what the root records: settings, task table, ledger ---------------------------------
     def _load_from_root(self) -> None:
@@ -526,6 +547,12 @@ class SwarmEngine:
     ) -> collect.SwarmResult:
         """Decide every task, collect outputs, write the manifest; with `report`, also the HTML
         report next to the manifest (a report that cannot be written is logged, never fatal)."""
+        with _without_cyclic_gc():
+            return self._gather(lost_reason, lost_managers, report)
+
+    def _gather(
+        self, lost_reason: str | None, lost_managers: list[str] | None, report: ReportWriter | None
+    ) -> collect.SwarmResult:
         sink = self.sink()
         self._pull_for_gather(sink)
         result = collect.gather(
@@ -538,6 +565,7 @@ class SwarmEngine:
                 result.extra_files["report"] = self._write_report(result, sink, report)
             except Exception as error:  # noqa: BLE001 - the results stand without their report
                 log.warning("Swarm %s: the HTML report was not written: %s: %s", self.swarm_id, type(error).__name__, error)
+        result.records = None  # used: not to be held while the caller goes on
         return result
 
     def _gather_extension(self, sink: OutputSink) -> ChangesCollector | None:
@@ -557,16 +585,23 @@ class SwarmEngine:
             if folder.is_dir():  # an empty log is not kept: absent from a folder that is there means empty
                 tails[task.id] = {name: _file_tail(folder / f"{name}.txt") or "" for name in ("stderr", "stdout")}
         info = {"swarm_id": self.swarm_id, "output_dir": result.output_dir, "manifest": result.manifest}
-        html = report([asdict(r) for r in result.results], tails, info)
+        records = result.records if result.records is not None else [asdict(r) for r in result.results]
+        html = report(records, tails, info)
         return sink.write_text(collect.report_name(self.swarm_id), html)
 
-    def cleanup(self) -> None:
-        """Remove the swarm root. Refuses any folder that is not this swarm's root: its name
-        must be the swarm id and it must hold our ledger."""
-        root = self.layout.root
-        if posixpath.basename(root.rstrip("/")) != self.swarm_id:
+    def cleanup(self) -> Removal:
+        """Remove the swarm root, on its host, without waiting for its files: it is renamed at
+        once to a hidden sibling (`.<swarm id>.removing-<unique>`) and deleted there by a
+        detached process at low priority, which also finishes earlier removals in the same
+        folder that were interrupted (templates/remove_folder.sh). Refuses any folder that is
+        not this swarm's root: its name must be the swarm id and it must hold our ledger.
+
+        A local copy of the root (copy mode's scratch view) goes when the engine is closed; a
+        root seen through a shared filesystem has no other copy."""
+        root = self.layout.root.rstrip("/") or "/"
+        if posixpath.basename(root) != self.swarm_id:
             raise SwarmExecutionError(f"refusing to remove {root}: it is not named after swarm {self.swarm_id}")
-        self.shell.run_script(CLEANUP_SCRIPT, [root]).check(f"removing the swarm root {root}")
+        return remove_folder(self.shell, root, "root")
 
     # --- copy mode (no-ops when the root is local or shared) ---------------------------
     def _push(self, relative_paths: list[str]) -> None:
@@ -602,6 +637,45 @@ class SwarmEngine:
                 wanted += extension.pull_paths(task.folder, outcome.ok and outputs_here)
         if wanted:
             self.transfer.pull(self.layout.root, self.local_root, wanted)
+
+
+def _holds_more_folders_than(work_dir: str, limit: int) -> bool:
+    """Does work/ hold more than `limit` task folders (batch_<k>/task_<id>)? Counted until known."""
+    count = 0
+    try:
+        with os.scandir(work_dir) as batches:
+            for batch in batches:
+                if batch.is_dir(follow_symlinks=False):
+                    count += len(os.listdir(batch.path))
+                    if count > limit:
+                        return True
+    except OSError:
+        pass
+    return False
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: a gather makes a few objects per task (rows,
+    outcomes, results, manifest entries), none in a cycle, and each collection pass walks
+    them all again, a third of the gathering time at 10^5 tasks. Memory is still freed as
+    usual (reference counting); anything cyclic is collected when the collector resumes."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def remove_folder(shell: Shell, folder: str, kind: str) -> Removal:
+    """Remove a swarm root ("root") or a local copy of one ("copy") through `shell`: renamed
+    away at once, deleted in the background (see host_commands.remove_folder_command)."""
+    script, args = remove_folder_command(folder, kind)
+    result = shell.run_script(script, args)
+    result.check(f"removing {'the swarm root' if kind == 'root' else 'the folder'} {folder}")
+    return parse_removal(folder, result.stdout)
 
 
 def _file_tail(path: Path, limit: int = REPORT_TAIL_BYTES) -> str | None:

@@ -7,6 +7,7 @@ No value ever enters a script: paths and names travel as arguments or on stdin.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -24,11 +25,6 @@ POLL_COMMAND = (
     'exec bash "$script" "$@"'
 )
 
-# Removes a swarm root only when it holds the files every swarm root has.
-CLEANUP_SCRIPT = (
-    'root=$1; if [ ! -f "$root/exec/ledger.json" ] || [ ! -f "$root/exec/tasks.jsonl" ]; then '
-    'echo "refusing to remove $root: not a swarm root" >&2; exit 1; fi; rm -rf -- "$root"'
-)
 
 # Prints the files named (relative to the root) framed as "@file NAME SIZE\n<bytes>", or
 # "@missing NAME\n" (every file is missing before the root is made); files are read whole,
@@ -344,3 +340,61 @@ def parse_read_changed(data: bytes) -> ChangedFile:
             body = gzip.decompress(body)
         return ChangedFile("file", header[1], body)
     raise ValueError(f"unexpected answer when reading a file of the swarm root: {header!r}")
+
+
+# Hidden name a folder being removed in the background has, next to where it was (see
+# templates/remove_folder.sh): .<name>.removing-<10 letters or digits>.
+REMOVING_PATTERN = re.compile(r"^\.(?P<name>.+)\.removing-[A-Za-z0-9]{10}$")
+
+
+def remove_folder_command(folder: str, kind: str) -> tuple[str, list[str]]:
+    """The command removing a swarm root (kind "root": refused unless it holds the files every
+    swarm root has) or a local copy of one ("copy"): renamed at once to a hidden sibling, its
+    files deleted by a detached process the command does not wait for."""
+    if kind not in ("root", "copy"):
+        raise ValueError(f"unknown kind of folder to remove: {kind!r}")
+    return host_script("remove_folder.sh"), [folder, kind]
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What remove_folder.sh did: renamed the folder to `hidden` (its files going in the
+    background), or removed it in place (hidden None, in_place), or found nothing there."""
+
+    folder: str
+    hidden: str | None
+    in_place: bool = False
+    absent: bool = False
+    leftovers: int = 0  # earlier removals found unfinished next to it (finished in the background too)
+
+    def line(self) -> str:
+        if self.absent:
+            return f"{self.folder} was already gone"
+        what = (
+            f"{self.folder} removed in place"
+            if self.in_place
+            else f"{self.folder} renamed to {posixpath.basename(self.hidden or '')}, its files deleted in the background"
+        )
+        if self.leftovers:
+            what += f"; {self.leftovers} unfinished earlier removal(s) next to it finished too"
+        return what
+
+
+def parse_removal(folder: str, data: bytes) -> Removal:
+    hidden, in_place, absent, leftovers = None, False, False, 0
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "@removing":  # its new name, in the same folder
+            bare = folder.rstrip("/")
+            hidden = posixpath.join(posixpath.dirname(bare) or "/" if "/" in bare else ".", rest)
+        elif word == "@removed":
+            in_place = True
+        elif word == "@absent":
+            absent = True
+        elif word == "@leftovers":
+            leftovers = int(rest)
+        else:
+            raise ValueError(f"unexpected line when removing {folder}: {line!r}")
+    if hidden is None and not in_place and not absent:
+        raise ValueError(f"removing {folder} said nothing of what it did")
+    return Removal(folder, hidden, in_place, absent, leftovers)

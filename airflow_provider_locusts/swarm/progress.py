@@ -145,6 +145,9 @@ class EventFold:
     outcomes: dict[int, TaskOutcome] = field(default_factory=dict)
 
     def feed_lines(self, lines: Iterable[bytes], manager: str | None = None) -> None:
+        # Once per event, two per task: no outcome made for nothing, each host's name decoded once.
+        outcomes = self.outcomes
+        hosts: dict[bytes, str] = {}
         for line in lines:
             parts = line.split()
             if len(parts) < 5:
@@ -153,9 +156,13 @@ class EventFold:
                 when, index, kind = float(parts[0]), int(parts[1]), parts[2]
             except ValueError:
                 continue
-            outcome = self.outcomes.setdefault(index, TaskOutcome())
+            outcome = outcomes.get(index)
+            if outcome is None:
+                outcome = outcomes[index] = TaskOutcome()
             outcome.manager = manager
-            host = parts[4].decode(errors="replace")
+            host = hosts.get(parts[4])
+            if host is None:
+                host = hosts[parts[4]] = parts[4].decode(errors="replace")
             if kind == b"start":
                 # A new attempt: forget what an earlier attempt ended with.
                 outcome.attempts += 1

@@ -101,26 +101,57 @@ class LocalSink:
         return [r for r in relatives if exists(os.path.join(base, r))]
 
     def collect(self, tasks: Sequence[TaskRow], overwrite: bool) -> dict[int, list[str]]:
-        # Plain string paths and one mkdir per target folder: this runs once per output.
+        # This runs once per output: plain string paths (os.path.join's, as concatenations of
+        # relative names), a target folder made when a link first finds it missing, and for the
+        # usual task of one output, no look before the move (link() sees a missing source).
         self.path.mkdir(parents=True, exist_ok=True)
-        exists, join = os.path.exists, os.path.join
-        work, out = str(self.work_dir), self.output_dir
-        folders_made = {out}
+        exists, link, unlink = os.path.exists, os.link, os.unlink
+        work, out = os.path.join(str(self.work_dir), ""), os.path.join(self.output_dir, "")
+        sharded = self.sharded
         missing_by_index = {}
+
+        def move(source: str, target: str) -> None:
+            """move_no_clobber(source, target, overwrite): FileNotFoundError when source is missing."""
+            if overwrite:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                move_no_clobber(source, target, True, make_parent=False)
+                return
+            try:
+                link(source, target)  # fails if target exists: the atomic no-clobber step
+            except FileNotFoundError:
+                if not exists(source):
+                    raise
+                os.makedirs(os.path.dirname(target), exist_ok=True)  # the first output into this folder
+                move_no_clobber(source, target, False, make_parent=False)
+                return
+            except OSError:  # the target exists, or no links here: the careful way
+                move_no_clobber(source, target, False, make_parent=False)
+                return
+            unlink(source)
+
         for task in tasks:
-            folder = join(work, task.folder)
-            moves = [(join(folder, o), join(out, output_target(task, o, self.sharded))) for o in task.outputs]
-            missing = [o for o, (source, target) in zip(task.outputs, moves) if not exists(source) and not exists(target)]
-            if missing:
+            folder = work + task.folder + "/"
+            outputs = task.outputs
+            shard = out + task.batch + "/" if sharded else out
+            if len(outputs) == 1:
+                name = outputs[0]
+                source, target = folder + name, shard + name
+                try:
+                    move(source, target)
+                except FileNotFoundError:
+                    if exists(source):  # something else is missing
+                        raise
+                    if not exists(target):  # moved by an earlier, interrupted gather otherwise
+                        missing_by_index[task.index] = [name]
+                continue
+            moves = [(folder + o, shard + o) for o in outputs]
+            missing = [o for o, (source, target) in zip(outputs, moves) if not exists(source) and not exists(target)]
+            if missing:  # none of its outputs is moved
                 missing_by_index[task.index] = missing
                 continue
             for source, target in moves:
-                parent = os.path.dirname(target)
-                if parent not in folders_made:
-                    os.makedirs(parent, exist_ok=True)
-                    folders_made.add(parent)
                 try:
-                    move_no_clobber(source, target, overwrite, make_parent=False)
+                    move(source, target)
                 except FileNotFoundError:
                     if not exists(target):  # moved by an earlier, interrupted gather otherwise
                         raise

@@ -148,6 +148,9 @@ class EnvironmentBuilder:
         for name, source in self.spec.shared_inputs.items():
             target = Path(self.local.shared_dir) / self.spec.shared_runtime_name(name)
             if not target.exists():
+                # Its folder as every other (group-writable on a shared filesystem: the cluster
+                # account removes the root at cleanup).
+                self._mkdir(target.parent)
                 place_file(source, target, self.input_staging)
 
     def write_task_table(self) -> None:

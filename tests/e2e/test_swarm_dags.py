@@ -4,6 +4,7 @@ Airflow retries resuming a swarm, bad input refused before staging, branching on
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -157,7 +158,14 @@ def test_cleanup_removes_the_swarm_root_after_full_success_only(run_dag, tmp_pat
     result = run_dag(swarm_dag("cleanup_success", tmp_path, command, n=10, cleanup=True))
 
     assert result.task_states() == {"swarm": "success"}
-    assert list((tmp_path / "swarms").iterdir()) == []
+    # The root went at once (renamed to a hidden .<swarm id>.removing-<unique>); its files go in
+    # the background, soon after.
+    swarms = tmp_path / "swarms"
+    assert [p.name for p in swarms.iterdir() if not p.name.startswith(".")] == []
+    deadline = time.monotonic() + 60
+    while list(swarms.iterdir()):
+        assert time.monotonic() < deadline, f"the background removal left {list(swarms.iterdir())}"
+        time.sleep(0.1)
     assert (tmp_path / "out" / "a_9.txt").read_text() == "value 9\n"
 
 
