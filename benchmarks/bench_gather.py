@@ -24,6 +24,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def gather_once(base: Path, profile: str | None) -> tuple[float, int]:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     if result.failed or "report" not in result.extra_files:
         raise RuntimeError(f"unexpected gather: {len(result.failed)} failed, files {result.extra_files}")
-    return seconds, len(result.succeeded)
+    return seconds, len(result.succeeded), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
@@ -150,12 +151,13 @@ def main() -> int:
             raise RuntimeError(f"gather failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
         if args.profile and i == 0:
             print(proc.stdout, flush=True)
-        seconds, succeeded = json.loads(lines[-1][len("@gather ") :])
+        seconds, succeeded, peak = json.loads(lines[-1][len("@gather ") :])
         if succeeded != args.tasks:
             raise RuntimeError(f"{succeeded} of {args.tasks} succeeded")
         times.append(seconds)
         print(f"  gather {i + 1}: {seconds:.2f} s = {seconds / args.tasks * 1000:.3f} ms/task "
-              f"({back} outputs put back before it; load {load:.2f}){' [profiled]' if args.profile and i == 0 else ''}",
+              f"({back} outputs put back before it; load {load:.2f}; peak memory of the process {peak:.0f} MB)"
+              f"{' [profiled]' if args.profile and i == 0 else ''}",
               flush=True)
     plain = times[1:] if args.profile and len(times) > 1 else times
     per = [t / args.tasks * 1000 for t in plain]

@@ -77,9 +77,6 @@ class SwarmResult:
     manifest: str
     extra_files: dict[str, str] = field(default_factory=dict)  # name → path (the report)
     outputs_sharded: bool = False  # outputs are in output_dir/batch_<k>/
-    # The manifest's entries as gather wrote them (one dict per task, in order): what the report
-    # is made from. SwarmEngine.gather drops them once the report is written.
-    records: list[dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def succeeded(self) -> list[str]:
@@ -284,13 +281,11 @@ def gather(
             result.outputs = collected[task.index]
 
     ordered = [results[t.index] for t in tasks]
-    records = list(map(_manifest_entry, ordered))
-    lines = "".join(map(_manifest_json_line, records))
+    lines = "".join(map(_manifest_line, ordered))
     _write_text(Path(layout.results), lines)
     manifest = sink.write_text(manifest_name(swarm_id), lines)
     return SwarmResult(
-        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded,
-        records=records,
+        swarm_id=swarm_id, results=ordered, output_dir=sink.output_dir, manifest=manifest, outputs_sharded=sink.sharded
     )
 
 
@@ -304,17 +299,17 @@ def _under(base: str, relative: str) -> str:
 _RESULT_FIELDS = tuple(TaskResult.__dataclass_fields__)
 
 
-def _manifest_entry(result: TaskResult) -> dict:
-    """The manifest's entry of a task (what dataclasses.asdict gives, without deep copies: far
-    faster, once per task)."""
+def manifest_entry(result: TaskResult) -> dict:
+    """The manifest's entry of a task: what dataclasses.asdict gives (but `changes` when there
+    are none), without its deep copies: far faster, once per task. Shares the result's lists."""
     entry = {name: getattr(result, name) for name in _RESULT_FIELDS}
     if entry["changes"] is None:
         del entry["changes"]  # the Default Environment's entries keep their fields
     return entry
 
 
-def _manifest_json_line(entry: dict) -> str:
-    return json.dumps(entry) + "\n"
+def _manifest_line(result: TaskResult) -> str:
+    return json.dumps(manifest_entry(result)) + "\n"
 
 
 

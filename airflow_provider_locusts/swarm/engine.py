@@ -565,7 +565,6 @@ class SwarmEngine:
                 result.extra_files["report"] = self._write_report(result, sink, report)
             except Exception as error:  # noqa: BLE001 - the results stand without their report
                 log.warning("Swarm %s: the HTML report was not written: %s: %s", self.swarm_id, type(error).__name__, error)
-        result.records = None  # used: not to be held while the caller goes on
         return result
 
     def _gather_extension(self, sink: OutputSink) -> ChangesCollector | None:
@@ -585,8 +584,8 @@ class SwarmEngine:
             if folder.is_dir():  # an empty log is not kept: absent from a folder that is there means empty
                 tails[task.id] = {name: _file_tail(folder / f"{name}.txt") or "" for name in ("stderr", "stdout")}
         info = {"swarm_id": self.swarm_id, "output_dir": result.output_dir, "manifest": result.manifest}
-        records = result.records if result.records is not None else [asdict(r) for r in result.results]
-        html = report(records, tails, info)
+        # The manifest's entries, made again now that the manifest's text is gone (not both at once).
+        html = report(list(map(collect.manifest_entry, result.results)), tails, info)
         return sink.write_text(collect.report_name(self.swarm_id), html)
 
     def cleanup(self) -> Removal:
