@@ -312,7 +312,6 @@ def _manifest_line(result: TaskResult) -> str:
     return json.dumps(manifest_entry(result)) + "\n"
 
 
-
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

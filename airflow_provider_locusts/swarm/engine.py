@@ -72,12 +72,12 @@ __all__ = ["SCHEDULERS", "EngineOptions", "Round", "SwarmEngine", "Transfer"]
 REPORT_MAX_TAILS = 200
 REPORT_TAIL_BYTES = 4096
 
-# gather(report=...): (manifest records, {task id: {"stderr": text, "stdout": text}},
-# {"swarm_id", "output_dir", "manifest"}) -> the report's HTML.
 # Copy mode's scratch view holding up to this many task folders is removed in place; above, in
 # the background (see SwarmEngine.close).
 SCRATCH_REMOVED_IN_PLACE = 1000
 
+# gather(report=...): (manifest records, {task id: {"stderr": text, "stdout": text}},
+# {"swarm_id", "output_dir", "manifest"}) -> the report's HTML.
 ReportWriter = Callable[[list[dict], dict[str, dict[str, str]], dict[str, str]], str]
 
 log = logging.getLogger(__name__)

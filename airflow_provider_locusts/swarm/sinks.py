@@ -109,11 +109,15 @@ class LocalSink:
         work, out = os.path.join(str(self.work_dir), ""), os.path.join(self.output_dir, "")
         sharded = self.sharded
         missing_by_index = {}
+        folders_made = set()
 
         def move(source: str, target: str) -> None:
             """move_no_clobber(source, target, overwrite): FileNotFoundError when source is missing."""
             if overwrite:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
+                parent = os.path.dirname(target)
+                if parent not in folders_made:
+                    os.makedirs(parent, exist_ok=True)
+                    folders_made.add(parent)
                 move_no_clobber(source, target, True, make_parent=False)
                 return
             try:

@@ -28,10 +28,11 @@ from airflow_provider_locusts.swarm.spec import build_spec
 class Swarm:
     """A hand-made swarm root: tasks ids "0".."n-1", outputs o_<id>.txt and p_<id>.txt."""
 
-    def __init__(self, tmp_path: Path, n: int = 6, sharded: bool = False, batch_size: int = 10000):
+    def __init__(self, tmp_path: Path, n: int = 6, sharded: bool = False, batch_size: int = 10000, names=("o", "p")):
         self.tmp = tmp_path
         self.sharded = sharded
-        self.spec = build_spec(command="true <arg0>", args=[[str(i)] for i in range(n)], outputs=["o_<id>.txt", "p_<id>.txt"],
+        self.names = names
+        self.spec = build_spec(command="true <arg0>", args=[[str(i)] for i in range(n)], outputs=[f"{o}_<id>.txt" for o in names],
                                output_dir=tmp_path / "out", batch_size=batch_size)
         self.layout = SwarmLayout(str(tmp_path / "root"))
         os.makedirs(self.layout.exec_dir)
@@ -53,12 +54,13 @@ class Swarm:
         with open(os.path.join(self.layout.exec_dir, f"events_{manager}"), "a") as f:
             f.write(line + "\n")
 
-    def run(self, i: int, rc: int = 0, outputs=("o", "p"), start: float = 100.0, manager: str = "r0m0", host: str = "h1") -> None:
+    def run(self, i: int, rc: int = 0, outputs=None, start: float = 100.0, manager: str = "r0m0", host: str = "h1") -> None:
         """What the manager leaves behind for one finished task."""
         d = self.task_dir(i)
+        outputs = self.names if outputs is None else outputs
         for o in outputs:
             (d / f"{o}_{i}.txt").write_text(f"{o} of {i} (start {start})\n")
-        missing = [f"{o}_{i}.txt" for o in ("o", "p") if o not in outputs]
+        missing = [f"{o}_{i}.txt" for o in self.names if o not in outputs]
         if missing:
             (d / ".locusts_missing").write_text("".join(m + "\n" for m in missing))
         self.event(f"{start} {i} start - {host}", manager)
@@ -303,3 +305,49 @@ def test_outputs_we_collected_are_not_a_collision(swarm):
     (swarm.out / "o_1.txt").write_text("foreign")
     with pytest.raises(OutputCollisionError, match="o_1.txt"):
         swarm.check_output_dir(overwrite=False)
+
+
+# --- the usual task: one output, moved without a look first ------------------------------------
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_one_output_tasks_are_collected_and_a_vanished_output_is_missing(tmp_path, sharded):
+    swarm = Swarm(tmp_path, n=4, sharded=sharded, batch_size=2, names=("o",))
+    for i in range(4):
+        swarm.run(i)
+    os.unlink(swarm.task_dir(2) / "o_2.txt")  # reported, then gone
+    os.unlink(swarm.task_dir(3) / "o_3.txt")
+    result = swarm.gather()
+    assert result.succeeded == ["0", "1"]
+    assert result.reasons == {"2": "missing outputs: o_2.txt", "3": "missing outputs: o_3.txt"}
+    found = sorted(str(p.relative_to(swarm.out)) for p in swarm.out.rglob("o_*.txt"))
+    assert found == (["batch_0/o_0.txt", "batch_0/o_1.txt"] if sharded else ["o_0.txt", "o_1.txt"])
+    assert not (swarm.out / "batch_1").exists()  # no folder made for outputs that were not there
+    assert by_id(result)["1"].outputs == [str(swarm.out / ("batch_0/o_1.txt" if sharded else "o_1.txt"))]
+
+
+def test_one_output_tasks_after_interrupted_gathers(tmp_path):
+    swarm = Swarm(tmp_path, n=3, names=("o",))
+    for i in range(3):
+        swarm.run(i)
+    swarm.out.mkdir()
+    os.replace(swarm.task_dir(0) / "o_0.txt", swarm.out / "o_0.txt")  # moved by the earlier gather
+    os.link(swarm.task_dir(1) / "o_1.txt", swarm.out / "o_1.txt")  # linked, not yet unlinked
+    result = swarm.gather()
+    assert result.succeeded == ["0", "1", "2"]
+    assert sorted(os.listdir(swarm.out)) == ["locusts_manifest.sw1.jsonl", "o_0.txt", "o_1.txt", "o_2.txt"]
+    assert [os.listdir(swarm.task_dir(i)) for i in range(3)] == [[], [], []]
+
+
+def test_one_output_task_never_replaces_a_file_that_appeared_in_output_dir(tmp_path):
+    swarm = Swarm(tmp_path, n=2, names=("o",))
+    swarm.run(0)
+    swarm.run(1)
+    swarm.out.mkdir()
+    (swarm.out / "o_1.txt").write_text("the user's")
+    with pytest.raises(OutputCollisionError, match="o_1.txt"):
+        swarm.gather()
+    assert (swarm.out / "o_1.txt").read_text() == "the user's"
+    assert (swarm.task_dir(1) / "o_1.txt").exists()
+    result = swarm.gather(overwrite=True)
+    assert result.succeeded == ["0", "1"] and (swarm.out / "o_1.txt").read_text() == "o of 1 (start 100.0)\n"

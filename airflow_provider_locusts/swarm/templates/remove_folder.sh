@@ -9,10 +9,10 @@
 # usage: bash -s -- FOLDER KIND
 #   KIND root: a swarm root; refused unless it holds exec/ledger.json and exec/tasks.jsonl
 #   KIND copy: a local copy of one (SSH copy mode's scratch folder)
-# prints "@removing HIDDEN" (its name, in the same parent folder) once renamed, "@removed" when it had to be removed in place
-# (it is a mount point, say), "@absent" when there was nothing to remove (copy only), then
-# "@leftovers N": earlier removals found unfinished in the parent folder (finished in the
-# background too).
+# prints "@removing HIDDEN" (its name, in the same parent folder) once renamed, "@removed"
+# when it had to be removed in place (it is a mount point, say), "@absent" when there was
+# nothing to remove (copy only), then "@leftovers N": earlier removals found unfinished in
+# the parent folder (finished in the background too).
 set -u
 export LC_ALL=C
 MARKER=.locusts_removing
@@ -121,7 +121,7 @@ unfinished() {
 
 remove_all() {
     local parent=$1 mine=$2 d
-    remove_renamed "$mine"
+    [ -z "$mine" ] || remove_renamed "$mine"
     shopt -s nullglob dotglob
     for d in "$parent"/.*.removing-*; do
         [ "$d" = "$mine" ] && continue
@@ -163,11 +163,12 @@ if [ -z "$hidden" ]; then
     rm -f -- "$folder/$MARKER"
     rm -rf -- "$folder" || exit 1
     echo "@removed"
-    echo "@leftovers $(count_unfinished "$parent" "")"
-    exit 0
+else
+    echo "@removing ${hidden##*/}"
 fi
-echo "@removing ${hidden##*/}"
-echo "@leftovers $(count_unfinished "$parent" "$hidden")"
+leftovers=$(count_unfinished "$parent" "$hidden")
+echo "@leftovers $leftovers"
+[ -n "$hidden" ] || [ "$leftovers" != 0 ] || exit 0
 
 low=()
 command -v nice > /dev/null 2>&1 && low+=(nice -n 19)
