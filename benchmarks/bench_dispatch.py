@@ -56,6 +56,13 @@ PEER_JOB = (
 TARGETS = {"whole": 1.25, "run": 1.15}
 TARGET_MS_PER_TASK = 0.25
 MIGRATE_TIMEOUT_S = 300
+# Fairness to both sides. On ext4 without a journal (this machine's disk) the inode allocator
+# skips, for about 30 s, every inode freed in that time, reading its inode block to find out:
+# a run that follows a large removal pays for it, whoever made the removal. So no run's
+# folders are removed before the end of the benchmark, and each run starts after this rest,
+# once what was removed before it (by the previous benchmark, the migration, ...) costs nothing.
+# What a side removes during its own run (ours: its empty logs) stays its own cost.
+SETTLE_S = 35.0
 
 
 def airflow_env(home: Path) -> dict[str, str]:
@@ -166,6 +173,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--tmpdir", default=None)
+    parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds of rest before each run (default %(default)s)")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench-dispatch-", dir=args.tmpdir))
@@ -187,13 +195,13 @@ def main() -> int:
                 for side in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
                     run_dir = base / f"{side}-p{processes}-{rep}"
                     run_dir.mkdir()
-                    try:
-                        if side == "ours":
-                            r = run_ours(run_dir, env, inputs, args.tasks, processes, args.timeout, f"p{processes}_{rep}")
-                        else:
-                            r = run_peer(run_dir, inputs, args.tasks, processes, args.timeout)
-                    finally:
-                        shutil.rmtree(run_dir, ignore_errors=True)
+                    # Nothing is removed until the end (see SETTLE_S); each side starts
+                    # once files removed before it no longer cost the allocator anything.
+                    time.sleep(args.settle)
+                    if side == "ours":
+                        r = run_ours(run_dir, env, inputs, args.tasks, processes, args.timeout, f"p{processes}_{rep}")
+                    else:
+                        r = run_peer(run_dir, inputs, args.tasks, processes, args.timeout)
                     results[side].append(r)
                     phases = ", ".join(f"{k} {v:.2f} s" for k, v in r.items() if isinstance(v, float) and k != "peak_rss_mb")
                     print(f"  P={processes} rep {rep + 1} {side}: {phases}; load {os.getloadavg()[0]:.2f}", flush=True)
