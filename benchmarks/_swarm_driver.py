@@ -17,6 +17,7 @@ import os
 import re
 import resource
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,15 +124,50 @@ def root_times(work_root: Path) -> dict:
     }
 
 
+class CpuSampler(threading.Thread):
+    """This process's CPU time (all its threads: dag.test(), the trigger) and its waited-for
+    children's (the trigger's polls), sampled every SAMPLE_S: what Airflow itself spends
+    while the swarm runs."""
+
+    SAMPLE_S = 0.1
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float, float]] = []  # (epoch, own CPU s, children's CPU s)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            t = os.times()
+            self.samples.append((time.time(), t.user + t.system, t.children_user + t.children_system))
+            if self._stopped.wait(self.SAMPLE_S):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds spent from `start` to `end` (epochs), from the nearest samples."""
+        def at(when: float) -> tuple[float, float, float]:
+            return min(self.samples, key=lambda sample: abs(sample[0] - when))
+
+        a, b = at(start), at(end)
+        return {"own": b[1] - a[1], "children": b[2] - a[2], "seconds": b[0] - a[0]}
+
+
 def main() -> None:
     # The configuration itself, or @FILE holding it (argument lists of a big swarm exceed argv's limits).
     arg = sys.argv[1]
     config = json.loads(Path(arg[1:]).read_text() if arg.startswith("@") else arg)
     dag = build_dag(config)
     register(dag)
+    sampler = CpuSampler()
+    sampler.start()
     t0 = time.time()
     run = dag.test()
     wall = time.time() - t0
+    sampler.stop()
     result = {
         "dag_state": str(run.state),
         "dag_test_wall": wall,
@@ -141,7 +177,9 @@ def main() -> None:
     }
     work_root = Path(config["work_root"])
     if work_root.exists():
-        result["root_times"] = root_times(work_root)
+        result["root_times"] = times = root_times(work_root)
+        if times.get("first_start") and times.get("managers_done"):
+            result["cpu_in_run"] = sampler.between(times["first_start"], times["managers_done"])
     print("@result " + json.dumps(result), flush=True)
 
 

@@ -2,7 +2,9 @@
 
 Both sides do the same work on the same inputs (Example 1's data made for 5,000 ids: two
 per-task inputs and one shared file), side by side in one run, repetitions interleaved
-(ours first, then the peer first, ...), medians and ratios printed.
+(ours first, then the peer first, ...), medians and ratios printed. Each run starts after a
+rest (``--settle``, 35 s) and nothing is removed before the end, so neither side pays for files
+the other removed (see SETTLE_S).
 
 * **ours**: one ``LocustsSwarmOperator`` task (``dags_examples/example1_data.py``'s command
   without ``sleep 1;``: ``ls -lrth`` and ``cat`` of the two inputs and the shared file into
@@ -128,6 +130,8 @@ def run_ours(base: Path, env: dict[str, str], inputs: Path, tasks: int, processe
         "run": root["managers_done"] - root["first_start"],
         "gathering": logged_seconds(text, "gathered"),
         "done_to_end": ti["end"] - root["managers_done"],
+        # CPU the dag.test() process (Airflow, the trigger) and its polls spent during the run phase.
+        "airflow_cpu_in_run": sum((r.get("cpu_in_run") or {}).get(k, 0.0) for k in ("own", "children")),
         "peak_rss_mb": r["peak_rss_mb"],
         "xcom_bytes": r["xcom_bytes"],
     }
