@@ -50,31 +50,34 @@ def self_usage(pid: int) -> tuple[float, int] | None:
     return (int(fields[11]) + int(fields[12])) / TICK, int(fields[7])  # utime, stime; minflt
 
 
-def run_bounded(argv: list[str], cwd: Path, timeout: float, stdin: bytes | None = None) -> dict:
+def run_measured(argv: list[str], cwd: Path, timeout: float, stdin: bytes | None = None,
+                 env: dict[str, str] | None = None) -> dict:
     """Run argv; its elapsed time, its own CPU and faults (last /proc sample before it ended),
     and the CPU of everything it ran (wait4)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if stdin is not None:
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-    last = (0.0, 0)
-    while True:
-        # wait4 with WNOHANG: the exit and the whole tree's rusage, once it has ended.
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        last = self_usage(proc.pid) or last
-        if time.perf_counter() - started > timeout:
-            proc.kill()
-            raise RuntimeError(f"{argv[0]} did not end in {timeout:g} s")
-        time.sleep(SAMPLE_S)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:2]} exited {proc.returncode}: {err[-300:]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: nothing blocks on a full pipe
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        if stdin is not None:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        last = (0.0, 0)
+        while True:
+            # wait4 with WNOHANG: the exit and the whole tree's rusage, once it has ended.
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            last = self_usage(proc.pid) or last
+            if time.perf_counter() - started > timeout:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(f"{argv[0]} did not end in {timeout:g} s")
+            time.sleep(SAMPLE_S)
+        elapsed = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError(f"{argv[:2]} exited {code}: {err.read().decode(errors='replace')[-300:]}")
     return {"elapsed": elapsed, "total_cpu": usage.ru_utime + usage.ru_stime, "self_cpu": last[0], "self_minflt": last[1]}
 
 
@@ -86,7 +89,7 @@ def run_ours(base: Path, inputs: Path, tasks: int, processes: int, settle: float
     (manager,) = round_.managers
     time.sleep(settle)
     layout = engine.layout
-    r = run_bounded(["bash", layout.manager_file(manager, "sh")], Path(layout.exec_dir), timeout)
+    r = run_measured(["bash", layout.manager_file(manager, "sh")], Path(layout.exec_dir), timeout)
     ends = Path(layout.manager_file(manager, "events")).read_text().count(" end 0 ")
     if ends != tasks:
         raise RuntimeError(f"ours: {ends} tasks ended with exit code 0 of {tasks}")
@@ -102,9 +105,9 @@ def run_peer(base: Path, inputs: Path, tasks: int, processes: int, settle: float
         for name in (f"inputfile_{i}.txt", f"secondinputfile_{i}.txt"):
             os.link(inputs / name, folder / name)
     time.sleep(settle)
-    os.environ["SHARED"] = str(inputs / SHARED_INPUTS["sf1"])
-    r = run_bounded(["xargs", "-0", "-n", "1", "-P", str(processes), "bash", "-c", PEER_JOB, "_"], work, timeout,
-                    stdin="".join(f"{i}\0" for i in range(tasks)).encode())
+    r = run_measured(["xargs", "-0", "-n", "1", "-P", str(processes), "bash", "-c", PEER_JOB, "_"], work, timeout,
+                     stdin="".join(f"{i}\0" for i in range(tasks)).encode(),
+                     env={**os.environ, "SHARED": str(inputs / SHARED_INPUTS["sf1"])})
     made = sum(1 for _ in work.glob("task_*/cat_output_*.txt"))
     if made != tasks:
         raise RuntimeError(f"peer: {made} outputs of {tasks}")
@@ -124,7 +127,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="bench-manager-cpu-", dir=args.tmpdir))
     try:
         inputs = make_example1_inputs(base / "inputs", n=n)
-        bare = run_bounded(["bash", "-c", f"for ((i = 0; i < {n}; i++)); do ( exit 0 ) & wait -n; done"], base, args.timeout)
+        bare = run_measured(["bash", "-c", f"for ((i = 0; i < {n}; i++)); do ( exit 0 ) & wait -n; done"], base, args.timeout)
         print(f"manager CPU: Example 1 without sleep, {n} tasks; {os.cpu_count()} CPU(s); load {os.getloadavg()[0]:.2f}\n"
               f"  bare bash loop `( exit 0 ) & wait -n`: {bare['self_cpu'] / n * 1000:.3f} ms of CPU and "
               f"{bare['self_minflt'] / n:.0f} minor faults per fork, in the loop's own process", flush=True)
